@@ -1,0 +1,3 @@
+from voicepipe.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Audio backends: see :mod:`voicepipe.audio.base` for the contract."""

@@ -1,0 +1,84 @@
+"""The audio backend contract.
+
+A backend is chosen per profile (``audio.input.backend`` / ``audio.output.backend``) and created
+through the ``voicepipe_audio_backend`` hook, so a third-party backend is just a plugin that
+answers that hook with an object following one of the two classes below.
+
+All audio is PCM16 little-endian mono at the session's rate (``input_audio_sampling_rate`` for
+input, the output format's rate for output; 24 kHz unless the profile says otherwise). A backend
+whose device cannot run at that rate resamples itself.
+
+Input
+    ``await open(sample_rate, frames_per_chunk)``, then ``async for chunk in input`` yields
+    chunks of exactly ``frames_per_chunk`` frames (the last one may be shorter) until the source
+    ends (a file) or ``close()`` is called (a device). ``await close()`` is idempotent.
+
+Output
+    ``await open(sample_rate)``; ``write(pcm, item_id)`` queues audio without blocking;
+    ``played_ms(item_id)`` reports how much of that item the *backend's own clock* has played
+    (the device callback's frame counter, a file's virtual timeline), never wall-clock guesses;
+    ``clear()`` silences the output at once (a fade of a few ms is allowed), drops everything
+    queued and returns the :class:`ItemPlayback` of the item that was playing, or ``None`` if
+    nothing was; ``await drain()`` waits until everything written has played; ``await close()``
+    is idempotent. ``on_playback`` (set by the audio plugin) is called from the event loop thread
+    with ``("started" | "finished", item_id)`` when the clock passes the first or the last written
+    sample of an item.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from typing import AsyncIterator, Callable, Optional
+
+
+@dataclass
+class ItemPlayback:
+    """Where playback of one assistant item stands, by the backend's clock."""
+
+    item_id: str
+    written_ms: float
+    played_ms: float
+    started_at: Optional[float] = None  # time.monotonic() of the first played sample
+    finished_at: Optional[float] = None  # time.monotonic() when the last written sample played
+
+
+class AudioInput(abc.ABC):
+    """A source of PCM16 mono chunks: a microphone, a file, a generator."""
+
+    @abc.abstractmethod
+    async def open(self, sample_rate: int, frames_per_chunk: int) -> None: ...
+
+    @abc.abstractmethod
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+
+class AudioOutput(abc.ABC):
+    """A sink for PCM16 mono audio with its own playback clock."""
+
+    on_playback: Optional[Callable[[str, str], None]] = None
+
+    @abc.abstractmethod
+    async def open(self, sample_rate: int) -> None: ...
+
+    @abc.abstractmethod
+    def write(self, pcm: bytes, item_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def played_ms(self, item_id: str) -> float: ...
+
+    @abc.abstractmethod
+    def clear(self) -> Optional[ItemPlayback]: ...
+
+    @abc.abstractmethod
+    async def drain(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    def playback(self, item_id: str) -> Optional[ItemPlayback]:
+        """Playback state of one item, or ``None`` if it was never written."""
+        return None

@@ -1,0 +1,1 @@
+"""Built-in plugins, each registered under its module name."""

@@ -1,0 +1,246 @@
+"""The ``voicepipe`` command. Imports stay inside the subcommands so that ``--help`` is fast."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Optional, Sequence
+
+from voicepipe import __version__
+
+DESCRIPTION = """\
+Run Azure AI Voice Live sessions described by YAML profiles, through plugins.
+
+examples:
+  voicepipe run profiles/demo.yaml             offline demo: local emulator, WAV in and out
+  voicepipe run profiles/ava.yaml              microphone and speakers against Azure
+  voicepipe run profiles/ava.yaml --set session.voice.name=en-US-Emma:DragonHDLatestNeural
+  voicepipe validate profiles/*.yaml           check profiles without connecting
+  voicepipe show profiles/ava.yaml             the session.update that would be sent
+  voicepipe replay logs/<run folder>           feed a recorded session through the plugins again
+
+Azure: set AZURE_VOICELIVE_ENDPOINT, then either `az login` (Entra ID) or AZURE_VOICELIVE_API_KEY.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="voicepipe", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"voicepipe {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def profile_overrides(p: argparse.ArgumentParser) -> None:
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a profile key, e.g. --set session.voice.temperature=0.7 (repeatable)",
+        )
+
+    run = commands.add_parser("run", help="run a voice session", description="Run a voice session from a profile. "
+                              "Stop it with q + Enter, Ctrl+C or SIGTERM; files are complete however it ends.")
+    run.add_argument("profile", metavar="PROFILE", help="path to a YAML profile")
+    profile_overrides(run)
+    run.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
+    run.add_argument("--quiet", action="store_true", help="print only each turn's final words")
+    run.add_argument("--log-dir", metavar="DIR", help="where run folders go (default: the profile's logging.dir, else logs/)")
+
+    validate = commands.add_parser("validate", help="check profiles without connecting (exit 0 or 2)")
+    validate.add_argument("profiles", nargs="+", metavar="PROFILE")
+    profile_overrides(validate)
+
+    show = commands.add_parser("show", help="print the session.update a profile sends, and where it connects")
+    show.add_argument("profile", metavar="PROFILE")
+    profile_overrides(show)
+
+    plugins = commands.add_parser("plugins", help="list plugins: name, origin, hooks")
+    plugins.add_argument("profile", nargs="?", metavar="PROFILE", help="include the plugins this profile loads")
+
+    emulator = commands.add_parser("emulator", help="serve the local Voice Live emulator")
+    emulator.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    emulator.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
+    emulator.add_argument("--scenario", metavar="FILE", help="YAML scenario: turns, tool calls, faults")
+    emulator.add_argument("--speed", type=float, default=1.0, help="audio pacing: 1 real time, N times faster, 0 unpaced")
+    emulator.add_argument("--api-key-env", metavar="VAR", help="accept only the key held in this environment variable")
+
+    devices = commands.add_parser("devices", help="list audio input and output devices")
+    devices.add_argument("--backend", choices=["pyaudio", "sounddevice"], help="only this backend")
+
+    replay = commands.add_parser("replay", help="feed a recorded session through the plugins, offline")
+    replay.add_argument("source", metavar="RUN_FOLDER_OR_EVENTS", help="a run folder, its events.jsonl, or a recorded cassette")
+    replay.add_argument("--profile", metavar="PROFILE", help="profile whose plugins to use (default: built-ins)")
+    replay.add_argument("--log-dir", metavar="DIR", help="where the replay's run folder goes")
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from voicepipe.errors import ProfileError, VoicepipeError
+
+    handler = globals()[f"cmd_{args.command}"]
+    try:
+        return handler(args)
+    except ProfileError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return exc.exit_code
+    except VoicepipeError as exc:
+        print(f"voicepipe: {_redact(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("voicepipe: interrupted", file=sys.stderr)
+        return 130
+
+
+def _redact(text: str) -> str:
+    try:
+        from voicepipe.redact import REDACTOR
+    except ImportError:
+        return text
+    return REDACTOR.redact(text)
+
+
+def _load(path: str, overrides: Sequence[str]):
+    from voicepipe.profile import load_profile
+
+    profile = load_profile(path, overrides)
+    for warning in profile.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return profile
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from voicepipe.connection import resolve_target
+    from voicepipe.logsetup import configure_logging, shutdown_logging
+    from voicepipe.plugins import configure_plugins, make_plugin_manager
+    from voicepipe.rundir import make_run_dir
+    from voicepipe.runtime import SessionRunner
+
+    overrides = list(args.set) + (["console.quiet=true"] if args.quiet else [])
+    profile = _load(args.profile, overrides)
+    pm = make_plugin_manager(profile)
+    configure_plugins(pm, profile)
+    resolve_target(profile)  # credential and endpoint problems end here, before any file is written
+    run_dir = make_run_dir(profile, base=args.log_dir)
+    settings = profile.logging
+    log = configure_logging(
+        run_dir,
+        console_level=settings.get("level", "INFO"),
+        file_level=settings.get("file_level", "DEBUG"),
+        azure_level=settings.get("azure_level", "WARNING"),
+    )
+    print(f"run folder: {run_dir}", file=sys.stderr)
+    runner = SessionRunner(profile, pm, run_dir, log, duration=args.duration, handle_signals=True, watch_stdin=True)
+    try:
+        return asyncio.run(runner.run())
+    finally:
+        shutdown_logging()
+        print(f"run folder: {run_dir}", file=sys.stderr)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from voicepipe.errors import ProfileError, VoicepipeError
+    from voicepipe.plugins import configure_plugins, make_plugin_manager
+
+    failed = False
+    for path in args.profiles:
+        try:
+            profile = _load(path, args.set)
+            configure_plugins(make_plugin_manager(profile), profile)
+        except ProfileError as exc:
+            failed = True
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+        except VoicepipeError as exc:
+            failed = True
+            print(f"{path}: {exc}" if not str(exc).startswith(path) else str(exc), file=sys.stderr)
+        else:
+            print(f"{path}: ok")
+    return 2 if failed else 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    import json
+
+    from voicepipe.profile import session_update_payload
+
+    profile = _load(args.profile, args.set)
+    conn = profile.connection
+    target = {key: conn[key] for key in ("endpoint", "model", "api_version", "auth", "agent") if key in conn}
+    print("# connection: " + _redact(json.dumps(target, sort_keys=True)))
+    print(_redact(json.dumps(session_update_payload(profile), indent=2)))
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from voicepipe.plugins import make_plugin_manager
+
+    profile = _load(args.profile, []) if args.profile else None
+    pm = make_plugin_manager(profile)
+    rows = [(info.name, info.source, ", ".join(h.removeprefix("voicepipe_") for h in info.hooks)) for info in pm.describe()]
+    width = [max(len(r[i]) for r in rows + [("name", "from", "")]) for i in range(2)]
+    print(f"{'name':<{width[0]}}  {'from':<{width[1]}}  hooks")
+    for name, source, hooks in rows:
+        print(f"{name:<{width[0]}}  {source:<{width[1]}}  {hooks}")
+    return 0
+
+
+def cmd_emulator(args: argparse.Namespace) -> int:
+    import os
+
+    from voicepipe.emulator import serve
+    from voicepipe.errors import UsageError
+
+    api_key = None
+    if args.api_key_env:
+        api_key = os.environ.get(args.api_key_env)
+        if not api_key:
+            raise UsageError(f"--api-key-env: environment variable {args.api_key_env} is not set")
+    return serve(args.host, args.port, args.scenario, api_key, args.speed)
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from voicepipe.audio.devices import format_devices, list_devices
+
+    print(format_devices(list_devices(args.backend)))
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from voicepipe.errors import UsageError
+    from voicepipe.logsetup import configure_logging, shutdown_logging
+    from voicepipe.plugins import configure_plugins, make_plugin_manager
+    from voicepipe.replay import replay
+    from voicepipe.rundir import make_run_dir
+
+    source = Path(args.source)
+    if not source.exists():
+        raise UsageError(f"{source}: no such run folder or events file")
+    profile = _load(args.profile, []) if args.profile else _replay_profile()
+    # recorded playback milestones stand in for the audio plugin; recorded tool calls are not run again
+    pm = make_plugin_manager(profile, without=("audio", "tools"))
+    configure_plugins(pm, profile)
+    run_dir = make_run_dir(profile, base=args.log_dir)
+    log = configure_logging(run_dir)
+    print(f"run folder: {run_dir}", file=sys.stderr)
+    try:
+        return asyncio.run(replay(profile, source, run_dir, pm=pm))
+    finally:
+        shutdown_logging()
+
+
+def _replay_profile():
+    from voicepipe.profile import Profile
+
+    return Profile.empty("replay")

@@ -1,0 +1,167 @@
+"""Where a session connects and with which credential, and opening that connection in bounded time."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, AsyncIterator, Optional
+from urllib.parse import urlsplit
+
+from voicepipe.errors import SessionError, UsageError
+
+if TYPE_CHECKING:
+    from voicepipe.profile import Profile
+
+API_KEY_ENV = "AZURE_VOICELIVE_API_KEY"
+EMULATOR = "emulator"
+DEFAULT_CONNECT_TIMEOUT_S = 15.0
+#: the key the embedded emulator accepts when the environment holds none
+EMULATOR_KEY = "voicepipe-emulator"
+
+
+@dataclass
+class Target:
+    """The resolved connection settings of a profile."""
+
+    endpoint: str
+    auth: str  # "api-key" | "entra"
+    model: Optional[str] = None
+    api_version: Optional[str] = None
+    agent: dict = field(default_factory=dict)
+    credential_scopes: Any = None
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S
+    emulator: dict = field(default_factory=dict)
+
+    @property
+    def is_emulator(self) -> bool:
+        return self.endpoint == EMULATOR
+
+    def describe(self) -> str:
+        what = f"agent {self.agent['name']} (project {self.agent['project']})" if self.agent else f"model {self.model}"
+        where = "the embedded emulator" if self.is_emulator else self.endpoint
+        return f"{what} at {where}, auth {self.auth}"
+
+    def connect_kwargs(self) -> dict:
+        kwargs: dict[str, Any] = {}
+        if self.model:
+            kwargs["model"] = self.model
+        if self.api_version:
+            kwargs["api_version"] = self.api_version
+        if self.credential_scopes:
+            kwargs["credential_scopes"] = self.credential_scopes
+        if self.agent:
+            kwargs["agent_name"] = self.agent["name"]
+            kwargs["project_name"] = self.agent["project"]
+            for key in ("version", "conversation_id", "authentication_identity_client_id", "foundry_resource_override"):
+                if key in self.agent:
+                    kwargs["agent_version" if key == "version" else key] = self.agent[key]
+        return kwargs
+
+
+def resolve_target(profile: Profile, environ: Optional[dict] = None) -> Target:
+    """Turn the profile's ``connection:`` section into a :class:`Target`, checking what can be
+    checked without the network (an endpoint, credentials for the chosen auth mode)."""
+    env = os.environ if environ is None else environ
+    conn = profile.connection
+    endpoint = str(conn.get("endpoint") or "").strip()
+    where = profile.location("connection", "endpoint") if "endpoint" in conn else str(profile.path)
+    if not endpoint:
+        raise UsageError(
+            f"{where}: connection.endpoint is not set (set AZURE_VOICELIVE_ENDPOINT, or use 'emulator' to run offline)"
+        )
+    if endpoint != EMULATOR:
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("https", "http", "wss", "ws") or not parts.netloc:
+            raise UsageError(
+                f"{where}: connection.endpoint: {endpoint!r} is not a URL "
+                "(expected https://<resource>.services.ai.azure.com/ or 'emulator')"
+            )
+    default_auth = "api-key" if (env.get(API_KEY_ENV) or endpoint == EMULATOR) else "entra"
+    auth = conn.get("auth", default_auth)
+    if auth == "api-key" and endpoint != EMULATOR and not env.get(API_KEY_ENV):
+        raise UsageError(
+            f"{profile.location('connection')}: auth is api-key but {API_KEY_ENV} is not set "
+            "(export it, or use auth: entra after `az login`)"
+        )
+    if not conn.get("model") and not conn.get("agent"):
+        raise UsageError(f"{profile.location('connection')}: connection needs a model or an agent")
+    return Target(
+        endpoint=endpoint,
+        auth=auth,
+        model=conn.get("model"),
+        api_version=conn.get("api_version"),
+        agent=dict(conn.get("agent") or {}),
+        credential_scopes=conn.get("credential_scopes"),
+        connect_timeout_s=float(conn.get("connect_timeout_s", DEFAULT_CONNECT_TIMEOUT_S)),
+        emulator=dict(conn.get("emulator") or {}),
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_credential(target: Target, environ: Optional[dict] = None) -> AsyncIterator[Any]:
+    """The SDK credential for ``target``: a key credential, or Entra's ``DefaultAzureCredential``."""
+    env = os.environ if environ is None else environ
+    if target.auth == "api-key":
+        from azure.core.credentials import AzureKeyCredential
+
+        yield AzureKeyCredential(env.get(API_KEY_ENV) or EMULATOR_KEY)
+        return
+    from azure.identity.aio import DefaultAzureCredential
+
+    credential = DefaultAzureCredential()
+    try:
+        yield credential
+    finally:
+        await credential.close()
+
+
+@contextlib.asynccontextmanager
+async def connect(target: Target, endpoint_url: str, credential: Any) -> AsyncIterator[Any]:
+    """Open the Voice Live connection; fail with one clear line within ``connect_timeout_s``.
+
+    The SDK ignores its own handshake timeout, so the whole handshake (token included) is bounded
+    here.
+    """
+    from azure.ai.voicelive.aio import connect as sdk_connect
+
+    manager = sdk_connect(credential=credential, endpoint=endpoint_url, **target.connect_kwargs())
+    where = "the embedded emulator" if target.is_emulator else urlsplit(endpoint_url).netloc or endpoint_url
+    try:
+        connection = await asyncio.wait_for(manager.__aenter__(), target.connect_timeout_s)
+    except asyncio.TimeoutError:
+        raise SessionError(
+            f"could not connect to {where} within {target.connect_timeout_s:g} s "
+            "(check connection.endpoint and the network; raise connection.connect_timeout_s if it is slow)"
+        ) from None
+    except Exception as exc:
+        if type(exc).__name__ in ("CredentialUnavailableError", "ClientAuthenticationError"):
+            raise UsageError(_explain_connect_error(exc, target, where)) from None
+        raise SessionError(_explain_connect_error(exc, target, where)) from None
+    try:
+        yield connection
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(manager.__aexit__(None, None, None), 5)
+
+
+def _explain_connect_error(exc: BaseException, target: Target, where: str) -> str:
+    from voicepipe.redact import REDACTOR
+
+    text = REDACTOR.redact(str(exc))
+    auth_note = (
+        f"the api-key from {API_KEY_ENV}" if target.auth == "api-key" else "the Entra ID token (DefaultAzureCredential)"
+    )
+    if "401" in text:
+        return f"{where} refused the connection: 401 Unauthorized: {auth_note} was not accepted (check it is for this resource)"
+    if "403" in text:
+        return (
+            f"{where} refused the connection: 403 Forbidden: {auth_note} lacks access "
+            "(for Entra ID, assign the 'Cognitive Services User' role on the resource)"
+        )
+    if type(exc).__name__ in ("CredentialUnavailableError", "ClientAuthenticationError"):
+        first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+        return f"no Entra ID credential available ({first}); run `az login`, or set {API_KEY_ENV} and auth: api-key"
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return f"could not connect to {where}: {first}"

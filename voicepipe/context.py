@@ -1,0 +1,83 @@
+"""What a plugin holds of the running session: the ``ctx`` argument of the hooks."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Mapping, Optional
+
+if TYPE_CHECKING:
+    from voicepipe.profile import Profile
+
+
+class SessionContext:
+    """One voice session as plugins see it.
+
+    ``send`` and ``spawn`` are the only ways a plugin acts on the session: outgoing client events
+    go through one ordered queue, and background work is owned (and cancelled) by the session.
+    ``stash`` is a dict where plugins may leave state for each other, keyed by plugin name.
+    """
+
+    def __init__(
+        self,
+        profile: Profile,
+        run_dir: Path,
+        log: Any,
+        *,
+        send: Callable[[Mapping[str, Any]], None],
+        stop: Callable[[str], None],
+        notify_playback: Callable[[Mapping[str, Any]], None] = lambda event: None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.profile = profile
+        self.run_dir = Path(run_dir)
+        self.log = log
+        self.session_id: Optional[str] = None
+        self.session: dict[str, Any] = {}
+        self.stash: dict[str, Any] = {}
+        self.now = clock
+        #: the pluggy hook relay, for plugins that call hooks themselves
+        self.hook: Any = None
+        self._send = send
+        self._stop = stop
+        self._notify_playback = notify_playback
+        self._tasks: set[asyncio.Task] = set()
+
+    def send(self, event: Mapping[str, Any]) -> None:
+        """Queue a client event (a dict or an SDK ``ClientEvent``); events leave in queue order."""
+        self._send(event)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: Optional[str] = None) -> asyncio.Task:
+        """Run ``coro`` in the background for the life of the session.
+
+        The task is cancelled when the session ends; an exception it raises is logged with
+        ``name`` and does not end the session.
+        """
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def notify_playback(self, event: Mapping[str, Any]) -> None:
+        """Report a playback milestone to every plugin (``voicepipe_playback``)."""
+        self._notify_playback(event)
+
+    def stop(self, reason: str = "plugin") -> None:
+        """Ask the session to end; ``voicepipe_session_end`` receives ``reason``."""
+        self._stop(reason)
+
+    def _task_done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self.log.error("background_task_failed", task=task.get_name(), error=repr(exc))
+
+    async def _cancel_tasks(self) -> None:
+        tasks = [t for t in self._tasks if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2)

@@ -1,0 +1,137 @@
+"""The hooks a voicepipe plugin can implement. These docstrings are the reference documentation.
+
+A plugin is any module or object with functions named after these hooks and marked with
+``@voicepipe.hookimpl``. Every hook is called with keyword arguments, and an implementation may
+accept only the ones it needs (pluggy's opt-in arguments), so hooks can grow without breaking
+plugins.
+
+Hooks run on the event loop thread, one implementation after another. They must not block: a hook
+that needs the network or a slow computation either schedules it with ``ctx.spawn(coro)`` or, where
+the hook says so, returns an awaitable that the runtime awaits. A hook that takes longer than the
+profile's ``runtime.slow_hook_ms`` is logged with its plugin's name.
+
+Where a hook receives ``ctx`` it is the :class:`voicepipe.context.SessionContext` of the running
+session: ``ctx.send(event)``, ``ctx.spawn(coro)``, ``ctx.stop(reason)``, ``ctx.log``,
+``ctx.profile``, ``ctx.run_dir``, ``ctx.session_id``, ``ctx.session``, ``ctx.now()``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Awaitable, Mapping
+
+import pluggy
+
+if TYPE_CHECKING:
+    from azure.ai.voicelive.models import RequestSession, ServerEvent
+
+    from voicepipe.audio.base import AudioInput, AudioOutput
+    from voicepipe.context import SessionContext
+    from voicepipe.profile import Profile
+
+hookspec = pluggy.HookspecMarker("voicepipe")
+
+
+@hookspec(historic=True)
+def voicepipe_configure(profile: Profile) -> None:
+    """Called once, after the profile has validated and every plugin is loaded.
+
+    Read your own settings here: a plugin's settings live under a top-level profile key named
+    after the plugin (``profile.section("keyword_alert")``). Historic: a plugin registered later
+    still receives the call. Raise :class:`voicepipe.errors.UsageError` for bad settings; it is
+    reported as a configuration error (exit code 2) before anything connects.
+    """
+
+
+@hookspec
+def voicepipe_session_config(profile: Profile, session: RequestSession) -> None:
+    """Called before ``session.update`` is sent, with the SDK ``RequestSession`` built from the
+    profile's ``session:`` section.
+
+    Mutate ``session`` in place to add tools, extend the instructions or set fields the profile
+    does not know about (``session["field"] = value`` works for any field). Keys never set stay
+    out of the JSON; setting a field to ``None`` sends an explicit ``null``.
+    """
+
+
+@hookspec
+def voicepipe_session_start(ctx: SessionContext) -> Awaitable[None] | None:
+    """Called once the connection is open and ``session.update`` has been queued, before the
+    first server event is dispatched.
+
+    Start timers, open files, announce yourself. May return an awaitable; the runtime awaits it
+    before dispatching events.
+    """
+
+
+@hookspec
+def voicepipe_event(event: ServerEvent, ctx: SessionContext) -> Awaitable[None] | None:
+    """Called for every server event, in arrival order. The hot path: keep it cheap.
+
+    ``event`` is the SDK's typed event (a mapping: ``event["type"]``, ``event.get("item_id")``).
+    Dispatch on the type *string*: event types the SDK does not know (``conversation.item.done``,
+    ``rate_limits.updated`` …) arrive as plain ``ServerEvent`` objects and still reach this hook.
+    Typed attribute access decodes audio (``event.delta`` is bytes on ``response.audio.delta``);
+    mapping access returns the base64 text.
+
+    May return an awaitable; the runtime awaits it before the next event is dispatched, so use
+    that only for short work that must stay ordered, and ``ctx.spawn`` for everything else.
+    """
+
+
+@hookspec
+def voicepipe_client_event(event: Mapping[str, Any], ctx: SessionContext) -> None:
+    """Called for every client event, as a plain JSON-ready dict, just before it is sent.
+
+    For observation only (recording, metrics); do not mutate ``event``. Audio appends go through
+    here too, so an implementation must stay cheap for ``input_audio_buffer.append``.
+    """
+
+
+@hookspec
+def voicepipe_playback(event: Mapping[str, Any], ctx: SessionContext) -> None:
+    """Called when the output audio backend's own clock reaches a milestone for an assistant item.
+
+    ``event["type"]`` is one of ``playback.started`` (first sample of the item played),
+    ``playback.finished`` (last written sample played) or ``playback.interrupted`` (cleared by a
+    barge-in). Fields: ``item_id``, ``response_id``, ``played_ms`` (from the backend's playback
+    counter), ``generated_ms`` (audio received for the item so far), ``at`` (``ctx.now()`` time
+    of the milestone). Used by the transcript and metrics plugins; yours may use it too.
+    """
+
+
+@hookspec(firstresult=True)
+def voicepipe_audio_backend(
+    name: str, direction: str, options: Mapping[str, Any]
+) -> AudioInput | AudioOutput | None:
+    """Return an audio backend instance, or ``None`` to let another plugin answer.
+
+    ``name`` is the ``backend:`` the profile names under ``audio.input`` or ``audio.output``,
+    ``direction`` is ``"input"`` or ``"output"``, ``options`` the rest of that profile section.
+    The first non-``None`` answer wins. Must be synchronous (an ``async def`` implementation would
+    always win). The contract the returned object must follow is in :mod:`voicepipe.audio.base`.
+    """
+
+
+@hookspec(firstresult=True)
+def voicepipe_tool_call(
+    name: str, arguments: Mapping[str, Any], call_id: str, ctx: SessionContext
+) -> Any:
+    """Run a function tool the model called; the first non-``None`` answer wins.
+
+    Called once the response that holds the call is done. ``arguments`` is the parsed JSON the
+    model sent. Return a JSON-serialisable value (or a string), or an awaitable of one: it is sent
+    back as the ``function_call_output`` and a new response is requested. Return ``None``
+    (synchronously) for tools you do not own. Add the tool's schema to the session in
+    :func:`voicepipe_session_config`.
+    """
+
+
+@hookspec
+def voicepipe_session_end(ctx: SessionContext, reason: str) -> Awaitable[None] | None:
+    """Called exactly once when the session ends, however it ends.
+
+    ``reason`` is one of ``"user"`` (q, Ctrl+C, SIGTERM), ``"duration"``, ``"input_finished"``,
+    ``"server_closed"``, ``"error"`` or a reason a plugin passed to ``ctx.stop``. Also called when
+    connecting failed (then ``ctx.session_id`` is ``None``). Flush and close files here, print
+    summaries. May return an awaitable; it is awaited with a bounded timeout.
+    """

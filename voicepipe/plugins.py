@@ -1,0 +1,210 @@
+"""Finding, loading and checking plugins.
+
+Load order: the built-ins (less those the profile disables), installed plugins (entry-point group
+``voicepipe``; ``VOICEPIPE_DISABLE_PLUGIN_AUTOLOAD=1`` skips them), then the profile's ``plugins:``
+list. Every function named ``voicepipe_*`` in a plugin is taken as a hook implementation, marked or
+not, so that a misspelt hook name fails loudly instead of being silently dead.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Iterable, Optional
+
+import pluggy
+
+from voicepipe import hookspecs
+from voicepipe.errors import UsageError
+
+if TYPE_CHECKING:
+    from voicepipe.profile import Profile
+
+#: built-in plugin name -> module; the order is the registration order
+BUILTINS: dict[str, str] = {
+    "audio": "voicepipe.builtin.audio",
+    "tools": "voicepipe.builtin.tools",
+    "recorder": "voicepipe.builtin.recorder",
+    "transcript": "voicepipe.builtin.transcript",
+    "metrics": "voicepipe.builtin.metrics",
+    "console": "voicepipe.builtin.console",
+}
+ENTRY_POINT_GROUP = "voicepipe"
+HOOK_PREFIX = "voicepipe_"
+
+
+@dataclass
+class PluginInfo:
+    """What ``voicepipe plugins`` shows about one loaded plugin."""
+
+    name: str
+    source: str  # "built-in", "entry point <dist>", a file path or a module name
+    hooks: list[str] = field(default_factory=list)
+
+
+class VoicepipePluginManager(pluggy.PluginManager):
+    """A pluggy manager that treats every ``voicepipe_*`` function as a hook implementation."""
+
+    def __init__(self) -> None:
+        super().__init__("voicepipe")
+        self.add_hookspecs(hookspecs)
+        self.sources: dict[str, str] = {}
+
+    def parse_hookimpl_opts(self, plugin: Any, name: str):  # type: ignore[override]
+        opts = super().parse_hookimpl_opts(plugin, name)
+        if opts is None and name.startswith(HOOK_PREFIX):
+            if callable(getattr(plugin, name, None)):
+                return {}
+        return opts
+
+    def add(self, plugin: Any, name: str, source: str) -> None:
+        try:
+            self.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            raise UsageError(f"{source}: {_first_line(exc)}") from None
+        except ValueError as exc:  # already registered under that name
+            raise UsageError(f"{source}: plugin name {name!r} is already taken ({exc})") from None
+        self.sources[name] = source
+
+    def describe(self) -> list[PluginInfo]:
+        infos = []
+        for name, plugin in self.list_name_plugin():
+            hooks = sorted(
+                hc.name for hc in (self.get_hookcallers(plugin) or []) if hc.name.startswith(HOOK_PREFIX)
+            )
+            infos.append(PluginInfo(name, self.sources.get(name, "?"), hooks))
+        return infos
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _plugin_object(module: ModuleType) -> Any:
+    """A module may expose its hooks itself or through a ``plugin`` object."""
+    return getattr(module, "plugin", module)
+
+
+def make_plugin_manager(
+    profile: Optional[Profile] = None, *, autoload: Optional[bool] = None, without: Iterable[str] = ()
+) -> VoicepipePluginManager:
+    """Build the plugin manager for ``profile`` (built-ins only when ``profile`` is ``None``);
+    ``without`` names built-ins to leave out on top of those the profile disables."""
+    pm = VoicepipePluginManager()
+    disabled = set(without) | (set(profile.disable) if profile is not None else set())
+    for name, module_name in BUILTINS.items():
+        if name in disabled:
+            continue
+        pm.add(_plugin_object(importlib.import_module(module_name)), name, "built-in")
+    if autoload is None:
+        autoload = os.environ.get("VOICEPIPE_DISABLE_PLUGIN_AUTOLOAD", "") in ("", "0")
+    if autoload:
+        _load_entry_points(pm)
+    if profile is not None:
+        for spec in profile.plugins:
+            name, plugin, source = load_plugin(spec, profile.base_dir)
+            pm.add(plugin, name, source)
+    check_hooks(pm)
+    return pm
+
+
+def _load_entry_points(pm: VoicepipePluginManager) -> None:
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+            continue
+        dist = getattr(ep, "dist", None)
+        source = f"entry point {dist.name} {dist.version}" if dist else f"entry point {ep.value}"
+        try:
+            loaded = ep.load()
+        except Exception as exc:
+            raise UsageError(f"installed plugin {ep.name!r} ({ep.value}) failed to import: {exc}") from None
+        pm.add(_plugin_object(loaded) if isinstance(loaded, ModuleType) else loaded, ep.name, source)
+
+
+def plugin_name(spec: str) -> str:
+    """The name a ``plugins:`` entry registers under (and the profile section it may read)."""
+    if spec.endswith(".py") or "/" in spec or os.sep in spec:
+        return Path(spec).stem
+    return spec.rsplit(".", 1)[-1]
+
+
+def load_plugin(spec: str, base_dir: Path) -> tuple[str, Any, str]:
+    """Load one ``plugins:`` entry: a built-in name, a file path or a dotted module name."""
+    if spec in BUILTINS:
+        raise UsageError(f"plugin {spec!r} is built in and always loaded; list it under 'disable:' to turn it off")
+    if spec.endswith(".py") or "/" in spec or os.sep in spec:
+        path = _resolve_file(spec, base_dir)
+        return plugin_name(spec), _plugin_object(_import_file(path, spec)), spec
+    try:
+        module = importlib.import_module(spec)
+    except ModuleNotFoundError as exc:
+        if exc.name and spec.startswith(exc.name):
+            hint = difflib.get_close_matches(spec, list(BUILTINS), n=1)
+            suffix = f" (did you mean {hint[0]!r}?)" if hint else " (a built-in name, a dotted module or a .py path)"
+            raise UsageError(f"unknown plugin {spec!r}{suffix}") from None
+        raise UsageError(f"plugin {spec!r} failed to import: {exc}") from None
+    except Exception as exc:
+        raise UsageError(f"plugin {spec!r} failed to import: {type(exc).__name__}: {exc}") from None
+    return plugin_name(spec), _plugin_object(module), spec
+
+
+def _resolve_file(spec: str, base_dir: Path) -> Path:
+    candidates = [Path(spec)] if Path(spec).is_absolute() else [base_dir / spec, Path.cwd() / spec]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    tried = ", ".join(str(c) for c in candidates)
+    raise UsageError(f"plugin file {spec!r} not found (looked at {tried})")
+
+
+def _import_file(path: Path, spec: str) -> ModuleType:
+    module_name = f"voicepipe.local.{path.stem}"
+    import_spec = importlib.util.spec_from_file_location(module_name, path)
+    assert import_spec is not None and import_spec.loader is not None
+    module = importlib.util.module_from_spec(import_spec)
+    sys.modules[module_name] = module
+    try:
+        import_spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        del sys.modules[module_name]
+        raise UsageError(f"{spec}:{exc.lineno}:{exc.offset or 0}: syntax error: {exc.msg}") from None
+    except Exception as exc:
+        del sys.modules[module_name]
+        raise UsageError(f"{spec}: failed to import: {type(exc).__name__}: {exc}") from None
+    return module
+
+
+def check_hooks(pm: VoicepipePluginManager) -> None:
+    """Fail on hook implementations that match no hook (``check_pending``), with a did-you-mean."""
+    known = sorted(name for name in dir(hookspecs) if name.startswith(HOOK_PREFIX))
+    problems = []
+    for name, plugin in pm.list_name_plugin():
+        for hook_caller in pm.get_hookcallers(plugin) or []:
+            if hook_caller.spec is None:
+                hint = difflib.get_close_matches(hook_caller.name, known, n=1)
+                suffix = f" (did you mean {hint[0]!r}?)" if hint else f" (known hooks: {', '.join(known)})"
+                problems.append(f"{pm.sources.get(name, name)}: unknown hook {hook_caller.name!r}{suffix}")
+    if problems:
+        raise UsageError("\n".join(problems))
+
+
+def configure_plugins(pm: VoicepipePluginManager, profile: Profile) -> None:
+    """Call ``voicepipe_configure``; a plugin's ``UsageError`` stays a configuration error."""
+    try:
+        pm.hook.voicepipe_configure.call_historic(kwargs={"profile": profile})
+    except UsageError:
+        raise
+    except Exception as exc:
+        raise UsageError(f"a plugin failed to configure: {type(exc).__name__}: {exc}") from None
+
+
+def plugin_names(specs: Iterable[str]) -> list[str]:
+    return [plugin_name(s) for s in specs]

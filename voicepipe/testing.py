@@ -1,0 +1,134 @@
+"""Testing voicepipe plugins: a pytest plugin, active wherever voicepipe is installed.
+
+Fixtures:
+
+``voicepipe_run``
+    ``voicepipe_run(profile, overrides=(), plugins=(), scenario=None, duration=None)`` runs a
+    profile end to end against the embedded emulator and returns a :class:`RunResult`: the exit
+    code, the run folder, and every server event, client event and playback milestone the plugins
+    saw, in order.
+
+``voicelive_emulator``
+    A running :class:`voicepipe.emulator.Emulator` on a free loopback port (its own thread), for
+    tests that drive the official SDK directly: ``connect(endpoint=voicelive_emulator.url, ...)``.
+
+``run_profile`` is the same as ``voicepipe_run`` for use outside pytest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
+
+import pytest
+
+
+@dataclass
+class RunResult:
+    """What one run did, as the plugins saw it."""
+
+    exit_code: int
+    run_dir: Path
+    reason: Optional[str]
+    server_events: list[dict] = field(default_factory=list)
+    client_events: list[dict] = field(default_factory=list)
+    playback: list[dict] = field(default_factory=list)
+
+    def server_types(self) -> list[str]:
+        return [e.get("type") for e in self.server_events]
+
+    def client_types(self) -> list[str]:
+        return [e.get("type") for e in self.client_events]
+
+    def read(self, name: str) -> str:
+        """The text of a file the run wrote into its run folder."""
+        return (self.run_dir / name).read_text(encoding="utf-8")
+
+
+class _Probe:
+    """A plugin that keeps everything it is shown."""
+
+    def __init__(self, result: RunResult):
+        self.result = result
+
+    def voicepipe_event(self, event: Any) -> None:
+        self.result.server_events.append(dict(event.items()) if hasattr(event, "items") else dict(event))
+
+    def voicepipe_client_event(self, event: Any) -> None:
+        self.result.client_events.append(dict(event))
+
+    def voicepipe_playback(self, event: Any) -> None:
+        self.result.playback.append(dict(event))
+
+
+def run_profile(
+    profile: str | Path,
+    *,
+    run_dir: Path,
+    overrides: Sequence[str] = (),
+    plugins: Iterable[Any] = (),
+    scenario: Optional[str | Path] = None,
+    duration: Optional[float] = 60.0,
+    emulator: bool = True,
+) -> RunResult:
+    """Run ``profile`` (against the embedded emulator unless ``emulator=False``) and report."""
+    from voicepipe.logsetup import configure_logging, shutdown_logging
+    from voicepipe.plugins import configure_plugins, make_plugin_manager
+    from voicepipe.profile import load_profile
+    from voicepipe.runtime import SessionRunner
+
+    extra = list(overrides)
+    if emulator:
+        extra.append("connection.endpoint=emulator")
+    if scenario is not None:
+        extra.append(f"connection.emulator.scenario={Path(scenario).resolve()}")
+    loaded = load_profile(profile, extra)
+    pm = make_plugin_manager(loaded, autoload=False)
+    result = RunResult(exit_code=-1, run_dir=Path(run_dir), reason=None)
+    pm.add(_Probe(result), "voicepipe-test-probe", "voicepipe.testing")
+    for index, plugin in enumerate(plugins):
+        pm.add(plugin, getattr(plugin, "__name__", f"test-plugin-{index}"), "test")
+    configure_plugins(pm, loaded)
+    result.run_dir.mkdir(parents=True, exist_ok=True)
+    log = configure_logging(result.run_dir, console_level="WARNING")
+    runner = SessionRunner(loaded, pm, result.run_dir, log, duration=duration)
+    try:
+        result.exit_code = asyncio.run(runner.run())
+    finally:
+        result.reason = runner.stop_reason
+        shutdown_logging()
+    return result
+
+
+@pytest.fixture
+def voicepipe_run(tmp_path: Path):
+    """Run a profile against the embedded emulator: ``voicepipe_run("profiles/demo.yaml")``."""
+    counter = iter(range(1_000_000))
+
+    def run(profile: str | Path, **kwargs: Any) -> RunResult:
+        kwargs.setdefault("run_dir", tmp_path / f"run-{next(counter)}")
+        return run_profile(profile, **kwargs)
+
+    return run
+
+
+@pytest.fixture
+def voicelive_emulator():
+    """A Voice Live emulator on a free loopback port, served from its own thread."""
+    from voicepipe.emulator import Emulator
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="voicelive-emulator", daemon=True)
+    thread.start()
+    emulator = Emulator(speed=0)
+    asyncio.run_coroutine_threadsafe(emulator.start(), loop).result(timeout=10)
+    try:
+        yield emulator
+    finally:
+        asyncio.run_coroutine_threadsafe(emulator.stop(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
