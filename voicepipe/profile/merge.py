@@ -1,0 +1,194 @@
+"""Putting a profile together: ``extends:`` parents under it, ``--set`` overrides on top.
+
+Parents are merged in the order listed, then the profile itself: mappings merge key by key, the
+later value wins, lists and scalars are replaced whole. When a mapping's ``type`` or ``backend``
+changes, the inherited keys the new kind does not know are dropped: a ``pyaudio`` input's
+``device`` means nothing to the ``wav`` backend that replaces it. ``--set`` overrides come last,
+before validation, and may only name keys the schema knows.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping, Optional, Sequence
+
+import yaml
+
+from voicepipe.profile.interpolate import interpolate
+from voicepipe.profile.nodes import KeyPath, Loc, Node, Problems, from_plain, show, to_plain
+from voicepipe.profile.schema import is_secret_key, known_keys, profile_spec, spec_at
+from voicepipe.profile.spec import did_you_mean
+from voicepipe.profile.yamlload import parse_yaml
+
+KIND_KEYS = ("type", "backend")  # a mapping that changes one of these drops the keys the new kind lacks
+SET_EXAMPLE = "session.voice.name=en-US-Emma:DragonHDLatestNeural"
+
+
+def merge(base: Node, over: Node, path: KeyPath = ()) -> Node:
+    """``over`` on top of ``base``: mappings merged recursively, anything else replaced."""
+    if not (isinstance(base.value, dict) and isinstance(over.value, dict)):
+        return over
+    merged = dict(base.value)
+    for key, child in over.value.items():
+        merged[key] = merge(merged[key], child, path + (key,)) if key in merged else child
+    node = Node(merged, over.loc, over.key_loc)
+    if _kind_changes(base.value, over.value):
+        drop_foreign_keys(node, path, keep=over.value)
+    return node
+
+
+def _kind_changes(base: dict, over: dict) -> bool:
+    return any(key in base and key in over and base[key].value != over[key].value for key in KIND_KEYS)
+
+
+def drop_foreign_keys(node: Node, path: KeyPath, keep: Mapping[str, object]) -> None:
+    """Remove the keys of the mapping at ``path`` that its (new) kind does not know, except those
+    in ``keep`` (written where the kind changed: a mistake there is reported, not dropped)."""
+    spec, _ = spec_at(profile_spec(()), path, None)
+    if spec is None:
+        return
+    current = to_plain(node)
+    for key in list(node.value):
+        if key not in keep and spec.child(key, current) is None:
+            del node.value[key]
+
+
+def load_tree(display: str, real: Path, text: str, environ: Mapping[str, str], problems: Problems,
+              chain: tuple = ()) -> Optional[Node]:
+    """The profile in ``text`` merged over its ``extends:`` parents (not interpolated yet: a
+    value a profile replaces is never looked at).
+
+    ``display`` is the path as the user gave it (used in messages), ``real`` the resolved path,
+    ``chain`` the (real, display) pairs of the profiles that extend this one.
+    """
+    root = parse_yaml(text, display, problems)
+    if root is None:
+        return None
+    if not isinstance(root.value, dict):
+        problems.add(root.loc, (), f"expected a mapping of sections (connection:, session:, …), got {show(root.value)}")
+        return None
+    extends = root.value.pop("extends", None)
+    if extends is None or extends.value is None:
+        return root
+    interpolate(extends, environ, problems, ("extends",))
+    items = extends.value if isinstance(extends.value, list) else [extends]
+    chain = chain + ((real, display),)
+    base: Optional[Node] = None
+    for index, item in enumerate(items):
+        path: KeyPath = ("extends", index) if isinstance(extends.value, list) else ("extends",)
+        parent = _load_parent(item, path, display, real, environ, problems, chain)
+        if parent is not None:
+            base = parent if base is None else merge(base, parent)
+    return root if base is None else merge(base, root)
+
+
+def _load_parent(item: Node, path: KeyPath, display: str, real: Path, environ: Mapping[str, str],
+                 problems: Problems, chain: tuple) -> Optional[Node]:
+    if not isinstance(item.value, str) or not item.value.strip():
+        problems.add(item.loc, path, f"expected a profile file (or a list of them), got {show(item.value)}")
+        return None
+    name = item.value.strip()
+    parent_display = name if os.path.isabs(name) else os.path.normpath(os.path.join(os.path.dirname(display), name))
+    parent_real = (real.parent / name).resolve()
+    seen = [r for r, _ in chain]
+    if parent_real in seen:
+        cycle = [d for _, d in chain[seen.index(parent_real):]] + [parent_display]
+        problems.add(item.loc, path, f"extends cycle: {' -> '.join(cycle)}")
+        return None
+    try:
+        text = parent_real.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        problems.add(item.loc, path, f"no such profile file {parent_display!r} (paths are relative to the folder "
+                                     f"of {display})")
+        return None
+    except IsADirectoryError:
+        problems.add(item.loc, path, f"{parent_display!r} is a folder, not a profile file")
+        return None
+    except UnicodeDecodeError:
+        problems.add(item.loc, path, f"{parent_display!r} is not a UTF-8 text file")
+        return None
+    except OSError as exc:
+        problems.add(item.loc, path, f"cannot read {parent_display!r} ({exc.strerror or exc})")
+        return None
+    return load_tree(parent_display, parent_real, text, environ, problems, chain)
+
+
+def apply_overrides(root: Node, overrides: Sequence[str], problems: Problems) -> None:
+    """Apply ``--set KEY=VALUE`` overrides to the tree, in order."""
+    for text in overrides:
+        key, sep, raw = text.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            problems.add(Loc.from_override(text), (), f"expected KEY=VALUE, e.g. {SET_EXAMPLE}")
+            continue
+        loc = Loc.from_override(key)
+        parts = key.split(".")
+        if any(not part.strip() for part in parts):
+            problems.add(loc, (), f"expected a dotted key like {SET_EXAMPLE.partition('=')[0]}")
+            continue
+        if parts[0] == "connection" and any(is_secret_key(part) for part in parts[1:]):
+            problems.add(loc, (), "a key must not be written in the profile or on the command line "
+                                  "(set AZURE_VOICELIVE_API_KEY in the environment)")
+            continue
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or "not valid YAML"
+            problems.add(loc, (), f"cannot read the value {raw!r} ({problem}; quote it or write it as YAML)")
+            continue
+        _set(root, parts, value, loc, problems)
+
+
+def _set(root: Node, parts: list[str], value: object, loc: Loc, problems: Problems) -> None:
+    data = to_plain(root)
+    path = _typed_path(root, parts)
+    spec = profile_spec(data.get("plugins") if isinstance(data.get("plugins"), list) else ())
+    found, depth = spec_at(spec, path, data)
+    if found is None:
+        unknown = path[depth]
+        close = did_you_mean(str(unknown), known_keys(spec, path[:depth], data))
+        hint = f" (did you mean {close!r}?)" if close else ""
+        problems.add(loc, path[: depth + 1], f"unknown key{hint}")
+        return
+    node = root
+    for depth, key in enumerate(path[:-1]):
+        container = node.value
+        if isinstance(container, dict):
+            if key not in container or container[key].value is None:
+                container[key] = Node({}, loc)
+            node = container[key]
+        elif isinstance(container, list) and isinstance(key, int) and 0 <= key < len(container):
+            node = container[key]
+        else:
+            problems.add(loc, path[: depth + 1], f"cannot set a key inside {show(container)}")
+            return
+    last = path[-1]
+    target = node.value
+    if isinstance(target, dict) and isinstance(last, str):
+        previous = target.get(last)
+        target[last] = from_plain(value, loc)
+        if last in KIND_KEYS and previous is not None and previous.value != value:
+            drop_foreign_keys(node, path[:-1], keep={last: value})
+    elif isinstance(target, list) and isinstance(last, int) and 0 <= last < len(target):
+        target[last] = from_plain(value, loc)
+    else:
+        where = f"{show(target)}" if not isinstance(target, list) else f"a list of {len(target)} items"
+        problems.add(loc, path, f"cannot set this key inside {where}")
+
+
+def _typed_path(root: Node, parts: list[str]) -> KeyPath:
+    """Dotted parts with list indexes as ints where the tree holds a list."""
+    path: list = []
+    node: Optional[Node] = root
+    for part in parts:
+        key: object = part
+        if node is not None and isinstance(node.value, list) and part.isdigit():
+            key = int(part)
+            node = node.value[key] if key < len(node.value) else None
+        elif node is not None and isinstance(node.value, dict):
+            node = node.value.get(part)
+        else:
+            node = None
+        path.append(key)
+    return tuple(path)

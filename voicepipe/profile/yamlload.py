@@ -1,0 +1,136 @@
+"""Reading a YAML file into located nodes, with duplicate keys reported instead of dropped.
+
+PyYAML's own loader keeps the last of two equal keys without a word and forgets where anything
+was written. Here the document is only *composed* by PyYAML (nodes with marks); the tree is built
+by hand so that every key and value keeps its line and column and duplicates can be reported.
+PyYAML marks are 0-based; every location printed is 1-based.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import yaml
+from yaml.constructor import ConstructorError, SafeConstructor
+from yaml.nodes import MappingNode, ScalarNode, SequenceNode
+from yaml.resolver import Resolver
+
+from voicepipe.profile.nodes import KeyPath, Loc, Node, Problems, show
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+_resolver = Resolver()
+
+
+def mark_loc(file: str, mark: Optional[yaml.Mark]) -> Loc:
+    if mark is None:
+        return Loc(file)
+    return Loc(file, mark.line + 1, mark.column + 1)
+
+
+def parse_yaml(text: str, file: str, problems: Problems) -> Optional[Node]:
+    """The document in ``text`` as a node tree, or ``None`` after reporting a syntax error.
+
+    An empty document is an empty mapping. Keys are always strings, as written (``no:`` is the
+    key ``"no"``, not ``False``).
+    """
+    try:
+        root = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        message = f"YAML syntax error: {exc.problem or exc.context or 'cannot parse'}"
+        if exc.context and exc.problem and exc.context_mark is not None and exc.context_mark is not mark:
+            message += f" ({exc.context} on line {exc.context_mark.line + 1})"
+        problems.add(mark_loc(file, mark), (), message)
+        return None
+    except yaml.YAMLError as exc:  # e.g. a control character the reader refuses
+        position = getattr(exc, "position", None)
+        problems.add(Loc(file), (), f"YAML syntax error: {getattr(exc, 'reason', None) or exc}"
+                     + (f" (at character {position})" if position is not None else ""))
+        return None
+    if root is None:
+        return Node({}, Loc(file, 1, 1))
+    return _TreeBuilder(file, problems).build(root, (), None)
+
+
+def resolve_scalar(text: str) -> object:
+    """``text`` read as an unquoted YAML scalar: ``8765`` -> 8765, ``true`` -> True, ``x`` -> 'x'.
+
+    Only ever a scalar: a value that looks like YAML structure (``a: b``) stays a string.
+    """
+    tag = _resolver.resolve(ScalarNode, text, (True, False))
+    try:
+        return SafeConstructor().construct_object(ScalarNode(tag, text))
+    except (ConstructorError, ValueError):
+        return text
+
+
+class _TreeBuilder:
+    def __init__(self, file: str, problems: Problems):
+        self.file = file
+        self.problems = problems
+        self.constructor = SafeConstructor()
+        self.active: set[int] = set()  # collections being built, to stop a recursive alias
+
+    def loc(self, node: yaml.Node) -> Loc:
+        return mark_loc(self.file, node.start_mark)
+
+    def build(self, node: yaml.Node, path: KeyPath, key_loc: Optional[Loc]) -> Node:
+        loc = self.loc(node)
+        if isinstance(node, ScalarNode):
+            return self.scalar(node, path, loc, key_loc)
+        if id(node) in self.active:
+            self.problems.add(loc, path, "an alias refers to the collection that contains it")
+            return Node(None, loc, key_loc)
+        self.active.add(id(node))
+        try:
+            if isinstance(node, SequenceNode):
+                items = [self.build(child, path + (index,), None) for index, child in enumerate(node.value)]
+                return Node(items, loc, key_loc)
+            return Node(self.mapping(node, path), loc, key_loc)
+        finally:
+            self.active.discard(id(node))
+
+    def scalar(self, node: ScalarNode, path: KeyPath, loc: Loc, key_loc: Optional[Loc]) -> Node:
+        try:
+            value = self.constructor.construct_object(node)
+        except (ConstructorError, ValueError) as exc:
+            problem = getattr(exc, "problem", None) or str(exc)
+            self.problems.add(loc, path, f"cannot read this value ({problem})")
+            value = None
+        raw = node.value if not node.style else None  # plain style: None (PyYAML) or "" (libyaml)
+        return Node(value, loc, key_loc, raw)
+
+    def mapping(self, node: MappingNode, path: KeyPath) -> dict:
+        entries: dict[str, Node] = {}
+        merged: dict[str, Node] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG:
+                for key, child in self.merge_sources(value_node, path).items():
+                    merged.setdefault(key, child)  # the first merged mapping wins, as in YAML 1.1
+                continue
+            key_loc = self.loc(key_node)
+            if not isinstance(key_node, ScalarNode):
+                self.problems.add(key_loc, path, "a key must be a plain name, not a list or mapping")
+                continue
+            key = key_node.value
+            if key in entries:
+                first = entries[key].key_loc.line
+                self.problems.add(key_loc, path + (key,), f"duplicate key {key!r} (first set on line {first})")
+                continue
+            entries[key] = self.build(value_node, path + (key,), key_loc)
+        for key, child in merged.items():
+            entries.setdefault(key, child)
+        return entries
+
+    def merge_sources(self, node: yaml.Node, path: KeyPath) -> dict[str, Node]:
+        sources = node.value if isinstance(node, SequenceNode) else [node]
+        result: dict[str, Node] = {}
+        for source in sources:
+            built = self.build(source, path, None)
+            if not isinstance(built.value, dict):
+                self.problems.add(built.loc, path, f"'<<' merges mappings only, got {show(built.value)}")
+                continue
+            for key, child in built.value.items():
+                result.setdefault(key, child)
+        return result
