@@ -1,0 +1,213 @@
+"""The emulator's HTTP side: ``/voice-live/realtime`` over WebSocket, auth, start/stop, the CLI.
+
+Auth works as on the service: an ``api-key`` header, an ``Authorization: Bearer …`` header, or
+an ``api-key`` query parameter (as browsers must). With an expected key configured the credential
+must match it; otherwise any non-empty credential is accepted. A missing or wrong credential gets
+HTTP 401 before the WebSocket upgrade, which the SDK reports as a ``ConnectionError`` naming 401.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import itertools
+import logging
+import os
+import signal
+import sys
+from typing import Optional, Union
+
+from voicepipe.emulator.connection import Connection
+from voicepipe.emulator.record import ConnectionRecord
+from voicepipe.emulator.faults import FaultPlan, http_status_fault
+from voicepipe.emulator.scenario import Scenario, load_scenario
+from voicepipe.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+PATHS = ("/voice-live/realtime", "/voice-agent/realtime")  # the second is an older alias
+MAX_MESSAGE_BYTES = 20 * 1024 * 1024  # the service takes appends of up to 15 MiB
+CLOSE_TIMEOUT_S = 2.0
+
+
+def _credential(request) -> str:
+    key = request.headers.get("api-key", "").strip()
+    if key:
+        return key
+    authorization = request.headers.get("Authorization", "").strip()
+    if authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return request.query.get("api-key", "").strip()
+
+
+class Emulator:
+    """A local Voice Live service on a loopback port, for the official SDK unchanged.
+
+    ``scenario`` is a :class:`Scenario`, a path to a scenario YAML file, or ``None`` (default
+    answers). ``api_key``: the only key accepted (``None``: any non-empty credential). ``speed``:
+    1.0 streams answers in real time, N times faster for N, 0 as fast as the client reads. Answers
+    stream in 100 ms ``response.audio.delta`` chunks of PCM16 (24 kHz unless the session's
+    ``output_audio_format`` says otherwise), each preceded by the transcript words that start in
+    it. ``port`` 0 picks a free port. After :meth:`start`, :attr:`url` is what to pass to
+    ``connect(endpoint=…)`` and :attr:`connections` holds one
+    :class:`~voicepipe.emulator.record.ConnectionRecord` per accepted connection.
+    """
+
+    def __init__(
+        self,
+        scenario: Union[Scenario, str, os.PathLike, None] = None,
+        *,
+        api_key: Optional[str] = None,
+        speed: float = 1.0,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ):
+        if scenario is None:
+            scenario = Scenario()
+        elif not isinstance(scenario, Scenario):
+            scenario = load_scenario(scenario)
+        if speed < 0:
+            raise UsageError(f"emulator speed: expected 0 (unpaced) or a positive factor, got {speed}")
+        self.scenario = scenario
+        self.api_key = api_key
+        self.speed = float(speed)
+        self.host = host
+        self.port = port
+        self.connections: list[ConnectionRecord] = []
+        self._attempts = itertools.count(1)
+        self._live: set[Connection] = set()
+        self._runner = None
+        self._stopping = False
+
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT`` once started (the SDK turns it into ``ws://…/voice-live/realtime``)."""
+        if self._runner is None:
+            raise RuntimeError("the emulator is not started")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        """Bind and start serving (port 0: a free port, see :attr:`url`)."""
+        from aiohttp import web
+
+        if self._runner is not None:
+            return
+        app = web.Application()
+        for path in PATHS:
+            app.router.add_get(path, self._handle)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise UsageError(f"emulator: cannot listen on {self.host}:{self.port}: {exc.strerror or exc}") from None
+        if runner.addresses:
+            self.port = runner.addresses[0][1]  # the port actually bound (port 0 = a free one)
+        self._runner = runner
+        self._stopping = False
+
+    async def stop(self) -> None:
+        """Close every connection (1001 going away) and stop listening; safe to call twice."""
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        self._stopping = True
+        live = list(self._live)
+        if live:
+            await asyncio.gather(*(conn.close(1001, "going away") for conn in live), return_exceptions=True)
+            await asyncio.gather(
+                *(asyncio.wait_for(conn.record.closed.wait(), CLOSE_TIMEOUT_S + 1) for conn in live),
+                return_exceptions=True,
+            )
+        await runner.cleanup()
+
+    async def __aenter__(self) -> "Emulator":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info) -> None:
+        await self.stop()
+
+    async def _handle(self, request):
+        from aiohttp import web
+
+        number = next(self._attempts)
+        fault = http_status_fault(self.scenario.faults, number)
+        if fault is not None:
+            status = fault.params["status"]
+            return web.Response(status=status, text=fault.params["message"] or f"{status} (scenario fault)")
+        credential = _credential(request)
+        if not credential:
+            return web.Response(status=401, text="Missing credentials: send an api-key header or a bearer token.")
+        if self.api_key is not None and not hmac.compare_digest(credential.encode(), self.api_key.encode()):
+            return web.Response(status=401, text="Access denied: invalid API key or token.")
+        if self._stopping:
+            return web.Response(status=503, text="The emulator is shutting down.")
+        ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE_BYTES, timeout=CLOSE_TIMEOUT_S, autoping=True)
+        if not ws.can_prepare(request).ok:
+            return web.Response(status=426, text="Expected a WebSocket upgrade.", headers={"Upgrade": "websocket"})
+        await ws.prepare(request)
+        record = ConnectionRecord(number, dict(request.query))
+        self.connections.append(record)
+        conn = Connection(
+            ws,
+            record,
+            self.scenario,
+            self.speed,
+            FaultPlan(self.scenario.faults, number),
+            model=request.query.get("model"),
+        )
+        self._live.add(conn)
+        log.info(
+            "connection #%s opened (%s)", number, request.query.get("model") or request.query.get("agent-name") or "-"
+        )
+        try:
+            await conn.run()
+        finally:
+            self._live.discard(conn)
+            log.info("connection #%s closed (code %s)", number, record.close_code)
+        return ws
+
+
+def serve(host: str, port: int, scenario: Optional[str], api_key: Optional[str], speed: float) -> int:
+    """Run the emulator until Ctrl+C or SIGTERM (the ``voicepipe emulator`` command); exit code."""
+    emulator = Emulator(scenario, api_key=api_key, speed=speed, host=host, port=port)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except (NotImplementedError, RuntimeError):
+                pass
+        await emulator.start()
+        try:
+            auth = "the configured API key" if api_key else "any non-empty API key or token"
+            pacing = "as fast as possible" if speed == 0 else f"speed {speed:g}"
+            print(f"voicepipe emulator listening on {emulator.url}", flush=True)
+            print(
+                f"  connect(endpoint={emulator.url!r}, ...) with {auth}; {pacing}"
+                + (f"; scenario {scenario}" if scenario else ""),
+                flush=True,
+            )
+            print("  Ctrl+C stops", flush=True)
+            await stop.wait()
+        finally:
+            await emulator.stop()
+            print(f"voicepipe emulator stopped ({len(emulator.connections)} connection(s) served)", flush=True)
+
+    package_log = logging.getLogger("voicepipe.emulator")
+    if not package_log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("  %(message)s"))
+        package_log.addHandler(handler)
+        package_log.setLevel(logging.INFO)
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    return 0

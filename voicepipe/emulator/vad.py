@@ -1,0 +1,122 @@
+"""Energy voice activity detection on the appended audio's own timeline.
+
+Audio is cut into 10 ms frames. A frame's speech likelihood is its RMS level mapped linearly from
+-60 dBFS (0.0) to -15 dBFS (1.0); a frame is voiced when that likelihood reaches ``threshold``, so
+threshold 0.5 means about -37 dBFS, 0.3 about -46 dBFS, 0.8 about -24 dBFS.
+
+Speech starts once ``speech_duration_ms`` of consecutive voiced frames are seen (30 ms when the
+session leaves it unset); ``audio_start_ms`` is where that voiced run began minus
+``prefix_padding_ms`` (never before 0), as the committed item includes the padding. Speech stops
+once ``silence_duration_ms`` of unvoiced audio follows the last voiced frame; ``audio_end_ms`` is
+the end of that last voiced frame.
+
+All times are milliseconds of audio appended since the session began, so the events come out the
+same whether the client streams in real time or pushes a whole file at once. The detector keeps
+only counters and at most one partial frame, whatever the amount of audio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+FRAME_MS = 10
+FLOOR_DBFS = -60.0
+CEILING_DBFS = -15.0
+DEFAULT_MIN_SPEECH_MS = 30
+
+
+@dataclass(frozen=True)
+class VadEvent:
+    kind: str  # "start" | "stop"
+    ms: int
+
+
+def speech_likelihood(rms: np.ndarray) -> np.ndarray:
+    """RMS (int16 full scale = 32768) → 0…1, linear in dBFS between the floor and the ceiling."""
+    dbfs = 20.0 * np.log10(np.maximum(rms, 1e-3) / 32768.0)
+    return np.clip((dbfs - FLOOR_DBFS) / (CEILING_DBFS - FLOOR_DBFS), 0.0, 1.0)
+
+
+class EnergyVad:
+    """Streaming detector: :meth:`feed` samples, get start/stop events with their audio times."""
+
+    def __init__(
+        self,
+        rate: int,
+        *,
+        threshold: float = 0.5,
+        prefix_padding_ms: int = 300,
+        silence_duration_ms: int = 500,
+        speech_duration_ms: Optional[int] = None,
+        timeline_ms: int = 0,
+    ):
+        self.rate = rate
+        self.threshold = float(threshold)
+        self.prefix_padding_ms = int(prefix_padding_ms)
+        self.silence_frames = max(1, -(-int(silence_duration_ms) // FRAME_MS))
+        self.min_speech_frames = max(1, -(-int(speech_duration_ms or DEFAULT_MIN_SPEECH_MS) // FRAME_MS))
+        self.frame_samples = max(1, rate * FRAME_MS // 1000)
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._frames = int(timeline_ms) // FRAME_MS  # frames consumed since the session began
+        self.speaking = False
+        self._run_start: Optional[int] = None  # first frame of the current voiced run
+        self._run_length = 0
+        self._last_voiced_end = 0  # frame index just after the last voiced frame
+        self._silent = 0
+
+    @property
+    def position_ms(self) -> int:
+        """Milliseconds of audio consumed so far (whole frames)."""
+        return self._frames * FRAME_MS
+
+    def feed(self, samples: np.ndarray) -> list[VadEvent]:
+        """Consume samples; return the start/stop events they complete, in order."""
+        if len(self._pending):
+            samples = np.concatenate([self._pending, samples])
+        whole = len(samples) // self.frame_samples * self.frame_samples
+        self._pending = samples[whole:].copy()
+        if not whole:
+            return []
+        frames = samples[:whole].astype(np.float32).reshape(-1, self.frame_samples)
+        voiced = speech_likelihood(np.sqrt(np.mean(frames * frames, axis=1))) >= self.threshold
+        events: list[VadEvent] = []
+        for is_voiced in voiced.tolist():
+            index = self._frames
+            self._frames += 1
+            if not self.speaking:
+                if is_voiced:
+                    if self._run_start is None:
+                        self._run_start, self._run_length = index, 0
+                    self._run_length += 1
+                    if self._run_length >= self.min_speech_frames:
+                        self.speaking = True
+                        self._silent = 0
+                        self._last_voiced_end = index + 1
+                        start_ms = max(0, self._run_start * FRAME_MS - self.prefix_padding_ms)
+                        events.append(VadEvent("start", start_ms))
+                else:
+                    self._run_start, self._run_length = None, 0
+            elif is_voiced:
+                self._silent = 0
+                self._last_voiced_end = index + 1
+            else:
+                self._silent += 1
+                if self._silent >= self.silence_frames:
+                    self.speaking = False
+                    self._run_start, self._run_length = None, 0
+                    events.append(VadEvent("stop", self._last_voiced_end * FRAME_MS))
+        return events
+
+    def reset(self) -> None:
+        """Forget any speech in progress (after a buffer clear or commit); the timeline continues."""
+        self.speaking = False
+        self._run_start, self._run_length, self._silent = None, 0, 0
+
+    def skip(self, samples: int) -> None:
+        """Advance the timeline over audio that is not analysed (e.g. while detection is off)."""
+        total = len(self._pending) + samples
+        self._frames += total // self.frame_samples
+        self._pending = np.zeros(total % self.frame_samples, dtype=np.int16)
