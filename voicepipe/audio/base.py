@@ -22,7 +22,16 @@ Output
     nothing was; ``await drain()`` waits until everything written has played; ``await close()``
     is idempotent. ``on_playback`` (set by the audio plugin) is called from the event loop thread
     with ``("started" | "finished", item_id)`` when the clock passes the first or the last written
-    sample of an item.
+    sample of an item ("finished" again after each later write for that item has played, so a
+    reader that needs the end of an item checks that no more audio is coming).
+
+Optional, for the client echo reference
+    ``on_played`` (set by the audio plugin, or left ``None``): an output that supports it calls
+    ``on_played(pcm, sample_rate, started_at)`` with every block its clock plays, silence
+    included, in playing order; ``started_at`` is the ``time.monotonic()`` at which the block's
+    first sample is heard. It may be called from a device thread and must return at once. An
+    input's ``latency_s`` says how long before a chunk is yielded its last sample was captured,
+    beyond the chunk's own length (a device's input latency; 0 for a file).
 """
 
 from __future__ import annotations
@@ -46,6 +55,8 @@ class ItemPlayback:
 class AudioInput(abc.ABC):
     """A source of PCM16 mono chunks: a microphone, a file, a generator."""
 
+    latency_s: float = 0.0
+
     @abc.abstractmethod
     async def open(self, sample_rate: int, frames_per_chunk: int) -> None: ...
 
@@ -60,6 +71,7 @@ class AudioOutput(abc.ABC):
     """A sink for PCM16 mono audio with its own playback clock."""
 
     on_playback: Optional[Callable[[str, str], None]] = None
+    on_played: Optional[Callable[[bytes, int, float], None]] = None
 
     @abc.abstractmethod
     async def open(self, sample_rate: int) -> None: ...

@@ -1,0 +1,258 @@
+"""PCM helpers, resampling, the playback queue, the null backend and the echo reference."""
+
+import asyncio
+import warnings
+
+import numpy as np
+import pytest
+
+from voicepipe.audio.echo import EchoReference
+from voicepipe.audio.null import NullInput, NullOutput
+from voicepipe.audio.pcm import (
+    Rechunker,
+    g711_decode,
+    g711_encode,
+    input_rate,
+    interleave,
+    output_rate,
+)
+from voicepipe.audio.playback import PlaybackQueue
+from voicepipe.audio.resample import StreamResampler, resample
+
+
+def tone(seconds, rate, freq=1000.0, amplitude=0.5):
+    t = np.arange(int(rate * seconds)) / rate
+    return np.round(amplitude * 32767 * np.sin(2 * np.pi * freq * t)).astype("<i2")
+
+
+def peak_hz(samples, rate):
+    x = samples.astype(np.float64)
+    return float(np.fft.rfftfreq(len(x), 1 / rate)[np.abs(np.fft.rfft(x * np.hanning(len(x)))).argmax()])
+
+
+# -- formats and rates ------------------------------------------------------------------------------
+
+
+def test_rates_follow_the_effective_session():
+    assert output_rate({}) == 24000
+    assert output_rate({"output_audio_format": "pcm16"}) == 24000
+    assert output_rate({"output_audio_format": "pcm16_16000hz"}) == 16000
+    assert output_rate({"output_audio_format": "pcm16-8000hz"}) == 8000  # the legacy spelling
+    assert output_rate({"output_audio_format": "g711_ulaw"}) == 8000
+    assert input_rate({}) == 24000
+    assert input_rate({"input_audio_sampling_rate": 16000}) == 16000
+    assert input_rate({"input_audio_format": "g711_alaw", "input_audio_sampling_rate": 24000}) == 8000
+
+
+def test_rechunker_cuts_exact_chunks_and_keeps_the_rest():
+    r = Rechunker(4)
+    assert list(r.feed(b"abcd")) == [b"abcd"]
+    assert list(r.feed(b"ef")) == []
+    assert list(r.feed(b"ghijklm")) == [b"efgh", b"ijkl"]
+    assert r.rest() == b"m"
+    assert r.rest() is None
+
+
+def test_interleave_puts_the_microphone_on_channel_0():
+    left = np.array([1, 2, 3], "<i2").tobytes()
+    right = np.array([-1, -2, -3], "<i2").tobytes()
+    stereo = np.frombuffer(interleave(left, right), "<i2").reshape(-1, 2)
+    assert stereo[:, 0].tolist() == [1, 2, 3] and stereo[:, 1].tolist() == [-1, -2, -3]
+
+
+@pytest.mark.parametrize("fmt, reference", [("g711_ulaw", "ulaw2lin"), ("g711_alaw", "alaw2lin")])
+def test_g711_decoding_matches_the_standard_tables(fmt, reference):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        audioop = pytest.importorskip("audioop")
+    codes = bytes(range(256))
+    assert g711_decode(codes, fmt) == getattr(audioop, reference)(codes, 2)
+
+
+@pytest.mark.parametrize("fmt", ["g711_ulaw", "g711_alaw"])
+def test_g711_round_trip_keeps_the_signal(fmt):
+    signal = tone(0.1, 8000, 440.0)
+    back = np.frombuffer(g711_decode(g711_encode(signal.tobytes(), fmt), fmt), "<i2").astype(np.int32)
+    error = np.abs(back - signal.astype(np.int32))
+    assert len(back) == len(signal)
+    assert (error <= np.maximum(np.abs(signal.astype(np.int32)) // 16, 16)).all()  # within one step
+
+
+# -- resampling -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rate_in, rate_out", [(24000, 48000), (44100, 24000), (24000, 16000)])
+def test_stream_resampler_keeps_length_and_frequency(rate_in, rate_out):
+    signal = tone(1.0, rate_in)
+    r = StreamResampler(rate_in, rate_out)
+    chunk = rate_in // 50
+    out = b"".join(r.process(signal[i : i + chunk].tobytes()) for i in range(0, len(signal), chunk)) + r.flush()
+    samples = np.frombuffer(out, "<i2")
+    assert abs(len(samples) - rate_out) <= 2
+    assert abs(peak_hz(samples, rate_out) - 1000.0) < 3
+
+
+def test_stream_resampler_starts_afresh_after_a_flush():
+    r = StreamResampler(24000, 48000)
+    first = r.process(tone(0.1, 24000).tobytes()) + r.flush()
+    second = r.process(tone(0.1, 24000).tobytes()) + r.flush()
+    assert len(first) == len(second) == 0.1 * 48000 * 2
+
+
+def test_resample_whole_signal():
+    out = resample(tone(0.5, 44100), 44100, 24000)
+    assert out.dtype == np.int16 and abs(len(out) - 12000) <= 1
+    assert abs(peak_hz(out, 24000) - 1000.0) < 3
+    same = tone(0.1, 24000)
+    assert resample(same, 24000, 24000) is same
+
+
+# -- the playback queue -----------------------------------------------------------------------------
+
+
+def frames(n, value):
+    return np.full(n, value, "<i2").tobytes()
+
+
+def test_queue_counts_played_frames_per_item_and_pads_with_silence():
+    q = PlaybackQueue(1000)
+    q.write(frames(30, 1), "a")
+    q.write(frames(20, 2), "b")
+    pcm, milestones = q.take(40, started_at=10.0)
+    assert np.frombuffer(pcm, "<i2").tolist() == [1] * 30 + [2] * 10
+    assert milestones == [("started", "a"), ("finished", "a"), ("started", "b")]
+    assert q.played_ms("a") == 30 and q.played_ms("b") == 10
+    assert q.playback("a").finished_at == pytest.approx(10.030)
+    assert q.playback("b").started_at == pytest.approx(10.030)
+    pcm, milestones = q.take(20, started_at=10.04)
+    assert np.frombuffer(pcm, "<i2").tolist() == [2] * 10 + [0] * 10
+    assert milestones == [("finished", "b")]
+    assert q.played_ms("b") == 20 and q.queued_frames == 0
+
+
+def test_clear_returns_the_head_item_and_drops_the_rest():
+    q = PlaybackQueue(1000)
+    q.write(frames(30, 1), "a")
+    q.write(frames(30, 2), "b")
+    q.take(10, 0.0)
+    state = q.clear()
+    assert state.item_id == "a" and state.played_ms == 10 and state.written_ms == 30
+    assert q.queued_frames == 0
+    pcm, milestones = q.take(10, 0.01)
+    assert pcm == bytes(20) and milestones == []
+    assert q.clear() is None
+
+
+def test_clear_with_a_fade_ramps_down_without_counting_it_as_played():
+    q = PlaybackQueue(1000)
+    q.write(frames(100, 10000), "a")
+    q.take(10, 0.0)
+    q.clear(fade_frames=5)
+    pcm, _ = q.take(10, 0.01)
+    samples = np.frombuffer(pcm, "<i2")
+    assert samples[0] == 10000 and (np.diff(samples[:5]) < 0).all() and (samples[5:] == 0).all()
+    assert q.played_ms("a") == 10
+
+
+def test_an_item_not_yet_reached_is_cleared_with_nothing_played():
+    q = PlaybackQueue(1000)
+    q.write(frames(30, 1), "a")
+    state = q.clear()
+    assert state.item_id == "a" and state.played_ms == 0 and state.started_at is None
+
+
+def test_frames_to_next_boundary():
+    q = PlaybackQueue(1000)
+    assert q.frames_to_next_boundary() == 0
+    q.write(frames(30, 1), "a")
+    q.write(frames(10, 1), "a")
+    q.write(frames(30, 2), "b")
+    q.take(5, 0.0)
+    assert q.frames_to_next_boundary() == 35
+
+
+# -- the null backend -------------------------------------------------------------------------------
+
+
+def test_null_input_yields_silence_until_closed():
+    source = NullInput({})
+
+    async def run():
+        await source.open(16000, 320)
+        chunks = []
+        async for chunk in source:
+            chunks.append(chunk)
+            if len(chunks) == 5:
+                await source.close()
+        return chunks
+
+    chunks = asyncio.run(asyncio.wait_for(run(), 10))
+    assert chunks == [bytes(640)] * 5
+
+
+def test_null_output_keeps_a_real_time_clock():
+    clock = [0.0]
+    out = NullOutput({})
+    out.clock = lambda: clock[0]
+
+    async def run():
+        await out.open(8000)
+        out.write(frames(800, 5), "a")  # 100 ms
+        clock[0] = 0.04
+        assert out.played_ms("a") == pytest.approx(40.0)
+        state = out.clear()
+        clock[0] = 1.0
+        assert out.played_ms("a") == pytest.approx(40.0)
+        await out.close()
+        return state
+
+    state = asyncio.run(run())
+    assert state.item_id == "a" and state.played_ms == pytest.approx(40.0)
+
+
+def test_null_output_drain_returns_once_played():
+    out = NullOutput({})
+
+    async def run():
+        await out.open(8000)
+        out.write(frames(400, 5), "a")  # 50 ms
+        await out.drain()
+        played = out.played_ms("a")
+        await out.close()
+        return played
+
+    assert asyncio.run(asyncio.wait_for(run(), 10)) == pytest.approx(50.0)
+
+
+# -- the echo reference -----------------------------------------------------------------------------
+
+
+def test_echo_reference_returns_what_played_at_the_capture_time():
+    ref = EchoReference(1000)
+    ref.played(frames(10, 1), 1000, 5.000)
+    ref.played(frames(10, 2), 1000, 5.010)
+    window = np.frombuffer(ref.window(5.005, 10), "<i2").tolist()
+    assert window == [1] * 5 + [2] * 5
+    before = np.frombuffer(ref.window(4.995, 10), "<i2").tolist()
+    assert before == [0] * 5 + [1] * 5  # nothing played before 5.000
+    after = np.frombuffer(ref.window(5.015, 10), "<i2").tolist()
+    assert after == [2] * 5 + [0] * 5
+
+
+def test_echo_reference_fills_a_real_gap_and_ignores_callback_jitter():
+    ref = EchoReference(1000)
+    ref.played(frames(10, 1), 1000, 1.000)
+    ref.played(frames(10, 2), 1000, 1.012)  # 2 ms late: jitter, stays contiguous
+    ref.played(frames(10, 3), 1000, 1.100)  # 80 ms later: a real gap
+    assert np.frombuffer(ref.window(1.010, 10), "<i2").tolist() == [2] * 10
+    assert np.frombuffer(ref.window(1.100, 10), "<i2").tolist() == [3] * 10
+    assert np.frombuffer(ref.window(1.050, 10), "<i2").tolist() == [0] * 10
+
+
+def test_echo_reference_resamples_a_device_rate():
+    ref = EchoReference(16000)
+    signal = tone(0.5, 48000)
+    for i in range(0, len(signal), 960):
+        ref.played(signal[i : i + 960].tobytes(), 48000, 2.0 + i / 48000)
+    window = np.frombuffer(ref.window(2.2, 3200), "<i2")
+    assert abs(peak_hz(window, 16000) - 1000.0) < 10

@@ -1,0 +1,235 @@
+"""The ``null`` backend, and the virtual playback clock the file outputs share.
+
+``null`` input yields silence paced in real time until it is closed, like a muted microphone.
+``null`` output plays on a virtual clock without keeping the audio: barge-in, ``played_ms`` and the
+playback milestones behave exactly as with a speaker, so a session without a sound card still
+truncates where a listener would have stopped hearing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any, AsyncIterator, Callable, Mapping, Optional
+
+from voicepipe.audio.base import AudioInput, AudioOutput, ItemPlayback
+from voicepipe.audio.pcm import SAMPLE_WIDTH, silence
+from voicepipe.audio.playback import Milestone, PlaybackQueue
+from voicepipe.errors import UsageError
+
+#: the virtual clock wakes at least this often to move the timeline on (silence, milestones)
+MAX_TICK_S = 0.1
+
+
+def option_bool(options: Mapping[str, Any], key: str, default: bool, where: str) -> bool:
+    value = options.get(key, default)
+    if isinstance(value, bool):
+        return value
+    raise UsageError(f"{where}.{key}: expected true or false, got {value!r}")
+
+
+def option_ms(options: Mapping[str, Any], key: str, default: float, where: str) -> float:
+    value = options.get(key, default)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    raise UsageError(f"{where}.{key}: expected a number of milliseconds >= 0, got {value!r}")
+
+
+class PacedInput(AudioInput):
+    """An input that yields ready-made chunks, paced like a microphone: chunk ``k`` comes out once
+    its last sample would have been captured (``open`` time + (k+1) chunk lengths), or as fast as
+    the loop allows when ``realtime`` is false."""
+
+    def __init__(self, realtime: bool = True, clock: Callable[[], float] = time.monotonic):
+        self.realtime = realtime
+        self.clock = clock
+        self.sample_rate = 0
+        self.frames_per_chunk = 0
+        self._closed: Optional[asyncio.Event] = None  # created in open(), inside the loop
+
+    async def open(self, sample_rate: int, frames_per_chunk: int) -> None:
+        self.sample_rate = int(sample_rate)
+        self.frames_per_chunk = int(frames_per_chunk)
+        self._closed = asyncio.Event()
+
+    def chunks(self) -> Any:
+        """The chunks to yield, in order (an iterator of bytes). Subclasses provide it."""
+        raise NotImplementedError
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
+        if self._closed is None:
+            raise RuntimeError("open() the input before iterating over it")
+        closed = self._closed
+        started = self.clock()
+        elapsed_frames = 0
+        for chunk in self.chunks():
+            if closed.is_set():
+                return
+            elapsed_frames += len(chunk) // SAMPLE_WIDTH
+            if self.realtime:
+                delay = started + elapsed_frames / self.sample_rate - self.clock()
+                if delay > 0:
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(closed.wait(), delay)
+                    if closed.is_set():
+                        return
+            else:
+                await asyncio.sleep(0)  # let the loop send what was queued
+            yield chunk
+
+    async def close(self) -> None:
+        if self._closed is not None:
+            self._closed.set()
+
+
+class NullInput(PacedInput):
+    """Silence, paced in real time (unpaced it would flood the connection), until closed."""
+
+    def __init__(self, options: Mapping[str, Any]):
+        super().__init__(realtime=True)
+
+    def chunks(self) -> Any:
+        chunk = silence(self.frames_per_chunk)
+        while True:
+            yield chunk
+
+
+class VirtualClockOutput(AudioOutput):
+    """An output whose playback clock is virtual: from ``open()`` it advances in real time (or, with
+    ``realtime`` false, jumps to the end of each write, so written = played), and the timeline it
+    plays, silence included, goes to :meth:`emit`."""
+
+    fade_frames = 0  # a file shows the cut exactly
+
+    def __init__(self, realtime: bool = True, clock: Callable[[], float] = time.monotonic):
+        self.realtime = realtime
+        self.clock = clock
+        self.sample_rate = 0
+        self.queue: Optional[PlaybackQueue] = None
+        self._origin = 0.0
+        self._position = 0  # frames of timeline played since open()
+        self._wake: Optional[asyncio.Event] = None
+        self._pump: Optional[asyncio.Task] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._closed = False
+
+    # -- what subclasses provide ------------------------------------------------------------------
+
+    def emit(self, pcm: bytes) -> None:
+        """The next stretch of the played timeline (a file writes it)."""
+
+    def finish(self) -> None:
+        """Called once by close(), after the last emit."""
+
+    # -- the contract -------------------------------------------------------------------------------
+
+    async def open(self, sample_rate: int) -> None:
+        self.sample_rate = int(sample_rate)
+        self.queue = PlaybackQueue(self.sample_rate)
+        self._origin = self.clock()
+        self._loop = asyncio.get_running_loop()
+        if self.realtime:
+            self._wake = asyncio.Event()
+            self._pump = self._loop.create_task(self._run_clock(), name="voicepipe audio clock")
+
+    def write(self, pcm: bytes, item_id: str) -> None:
+        if self.queue is None or self._closed:
+            return
+        if self.realtime:
+            self.advance()
+            self.queue.write(pcm, item_id)
+            if self._wake is not None:
+                self._wake.set()
+        else:
+            self.queue.write(pcm, item_id)
+            self._play(self.queue.queued_frames)
+
+    def played_ms(self, item_id: str) -> float:
+        if self.queue is None:
+            return 0.0
+        self.advance()
+        return self.queue.played_ms(item_id)
+
+    def playback(self, item_id: str) -> Optional[ItemPlayback]:
+        if self.queue is None:
+            return None
+        self.advance()
+        return self.queue.playback(item_id)
+
+    def clear(self) -> Optional[ItemPlayback]:
+        if self.queue is None:
+            return None
+        self.advance()
+        return self.queue.clear(self.fade_frames)
+
+    async def drain(self) -> None:
+        while self.queue is not None and not self._closed:
+            self.advance()
+            queued = self.queue.queued_frames
+            if not queued:
+                return
+            await asyncio.sleep(max(queued / self.sample_rate, 0.001))
+
+    async def close(self) -> None:
+        if self._closed or self.queue is None:
+            self._closed = True
+            return
+        if self.realtime:
+            self.advance()
+        self._closed = True
+        if self._pump is not None:
+            self._pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._pump
+        self.finish()
+
+    # -- the clock -----------------------------------------------------------------------------------
+
+    def advance(self) -> None:
+        """Play the timeline up to now."""
+        if self.queue is None or self._closed or not self.realtime:
+            return
+        target = int((self.clock() - self._origin) * self.sample_rate + 1e-6)  # not 399.999… for 400
+        if target > self._position:
+            self._play(target - self._position)
+
+    def _play(self, frames: int) -> None:
+        started_at = self._origin + self._position / self.sample_rate
+        pcm, milestones = self.queue.take(frames, started_at)
+        self._position += frames
+        self.emit(pcm)
+        if self.on_played is not None:
+            self.on_played(pcm, self.sample_rate, started_at)
+        if milestones:
+            self._announce(milestones)
+
+    def _announce(self, milestones: list[Milestone]) -> None:
+        # never call back into the plugin from inside one of its own calls (write, clear, ...)
+        if self.on_playback is not None and self._loop is not None:
+            for kind, item_id in milestones:
+                self._loop.call_soon(self._deliver, kind, item_id)
+
+    def _deliver(self, kind: str, item_id: str) -> None:
+        if self.on_playback is not None:
+            self.on_playback(kind, item_id)
+
+    async def _run_clock(self) -> None:
+        wake = self._wake
+        while not self._closed:
+            self.advance()
+            boundary = self.queue.frames_to_next_boundary()
+            timeout = MAX_TICK_S
+            if boundary:
+                due = self._origin + (self._position + boundary) / self.sample_rate
+                timeout = min(MAX_TICK_S, max(due - self.clock(), 0.0005))
+            wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout)
+
+
+class NullOutput(VirtualClockOutput):
+    """Plays on a virtual real-time clock and keeps nothing."""
+
+    def __init__(self, options: Mapping[str, Any]):
+        super().__init__(option_bool(options, "realtime", True, "audio.output"))

@@ -1,0 +1,171 @@
+"""Small PCM16 helpers shared by the audio backends and the audio plugin.
+
+Everything here works on ``bytes`` of little-endian signed 16-bit samples. Only the helpers that
+change the signal itself (stereo interleaving, G.711) import numpy, and only when first used.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterator, Mapping, Optional
+
+SAMPLE_WIDTH = 2  # bytes per PCM16 sample
+DEFAULT_RATE = 24000
+
+#: output_audio_format -> sample rate of the audio the service sends
+OUTPUT_FORMAT_RATES = {
+    "pcm16": 24000,
+    "pcm16_16000hz": 16000,
+    "pcm16_8000hz": 8000,
+    "g711_ulaw": 8000,
+    "g711_alaw": 8000,
+}
+G711_FORMATS = ("g711_ulaw", "g711_alaw")
+
+
+def frames_for_ms(ms: float, rate: int) -> int:
+    """Whole frames in ``ms`` milliseconds at ``rate`` (at least 1 for a positive duration)."""
+    frames = int(round(rate * ms / 1000.0))
+    return max(frames, 1) if ms > 0 else 0
+
+
+def ms_for_bytes(n_bytes: int, rate: int) -> float:
+    """Milliseconds of PCM16 mono audio in ``n_bytes``."""
+    return n_bytes / SAMPLE_WIDTH / rate * 1000.0
+
+
+def silence(frames: int, channels: int = 1) -> bytes:
+    return bytes(frames * channels * SAMPLE_WIDTH)
+
+
+def normalise_format(fmt: Any) -> str:
+    """``pcm16-16000hz`` (legacy spelling) and enum values → ``pcm16_16000hz``."""
+    text = str(getattr(fmt, "value", fmt) or "pcm16").strip().lower()
+    return text.replace("-", "_")
+
+
+def output_format(session: Mapping[str, Any]) -> str:
+    return normalise_format(session.get("output_audio_format"))
+
+
+def input_format(session: Mapping[str, Any]) -> str:
+    return normalise_format(session.get("input_audio_format"))
+
+
+def output_rate(session: Mapping[str, Any]) -> int:
+    """Sample rate of the assistant's audio in an effective session (``session.updated``)."""
+    return OUTPUT_FORMAT_RATES.get(output_format(session), DEFAULT_RATE)
+
+
+def input_rate(session: Mapping[str, Any]) -> int:
+    """Sample rate the service expects for appended audio in an effective session."""
+    if input_format(session) in G711_FORMATS:
+        return 8000
+    rate = session.get("input_audio_sampling_rate")
+    try:
+        return int(rate) if rate else DEFAULT_RATE
+    except (TypeError, ValueError):
+        return DEFAULT_RATE
+
+
+class Rechunker:
+    """Cuts a stream of PCM byte strings into chunks of exactly ``chunk_bytes``."""
+
+    def __init__(self, chunk_bytes: int):
+        self.chunk_bytes = chunk_bytes
+        self._pending = bytearray()
+
+    def feed(self, data: bytes) -> Iterator[bytes]:
+        if not self._pending and len(data) == self.chunk_bytes:
+            yield data  # the common case for a device that delivers whole chunks: no copy
+            return
+        self._pending += data
+        size = self.chunk_bytes
+        while len(self._pending) >= size:
+            chunk = bytes(self._pending[:size])
+            del self._pending[:size]
+            yield chunk
+
+    def rest(self) -> Optional[bytes]:
+        """What is left over (shorter than a chunk), or ``None``."""
+        if not self._pending:
+            return None
+        data = bytes(self._pending)
+        self._pending.clear()
+        return data
+
+
+def interleave(left: bytes, right: bytes) -> bytes:
+    """Two mono PCM16 signals of the same length → one stereo PCM16 signal (left on channel 0)."""
+    import numpy as np
+
+    a = np.frombuffer(left, dtype="<i2")
+    b = np.frombuffer(right, dtype="<i2")
+    n = min(len(a), len(b))
+    stereo = np.empty((len(a), 2), dtype="<i2")
+    stereo[:, 0] = a
+    stereo[:n, 1] = b[:n]
+    stereo[n:, 1] = 0
+    return stereo.tobytes()
+
+
+# -- G.711 (telephony formats) -----------------------------------------------------------------------
+
+_G711_DECODE: dict[str, Any] = {}
+_G711_ENCODE: dict[str, Any] = {}
+
+
+def _ulaw_to_linear(codes: Any) -> Any:
+    import numpy as np
+
+    u = ~codes.astype(np.int32) & 0xFF
+    sign = u & 0x80
+    exponent = (u >> 4) & 0x07
+    mantissa = u & 0x0F
+    magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84
+    return np.where(sign != 0, -magnitude, magnitude).astype(np.int16)
+
+
+def _alaw_to_linear(codes: Any) -> Any:
+    import numpy as np
+
+    a = codes.astype(np.int32) ^ 0x55
+    sign = a & 0x80
+    exponent = (a >> 4) & 0x07
+    mantissa = a & 0x0F
+    magnitude = np.where(exponent == 0, (mantissa << 4) + 8, ((mantissa << 4) + 0x108) << np.maximum(exponent - 1, 0))
+    return np.where(sign != 0, magnitude, -magnitude).astype(np.int16)
+
+
+def _tables(fmt: str) -> tuple[Any, Any]:
+    import numpy as np
+
+    if fmt not in _G711_DECODE:
+        codes = np.arange(256, dtype=np.uint8)
+        decode = _ulaw_to_linear(codes) if fmt == "g711_ulaw" else _alaw_to_linear(codes)
+        # encode by nearest decoded level: sort the 256 levels and search every 16-bit value once
+        order = np.argsort(decode, kind="stable")
+        levels = decode[order].astype(np.int32)
+        values = np.arange(-32768, 32768, dtype=np.int32)
+        pos = np.clip(np.searchsorted(levels, values), 1, 255)
+        lower, upper = levels[pos - 1], levels[pos]
+        nearest = np.where(values - lower <= upper - values, pos - 1, pos)
+        _G711_DECODE[fmt] = decode
+        _G711_ENCODE[fmt] = order[nearest].astype(np.uint8)
+    return _G711_DECODE[fmt], _G711_ENCODE[fmt]
+
+
+def g711_decode(data: bytes, fmt: str) -> bytes:
+    """G.711 (``g711_ulaw`` / ``g711_alaw``) bytes → PCM16."""
+    import numpy as np
+
+    decode, _ = _tables(fmt)
+    return decode[np.frombuffer(data, dtype=np.uint8)].astype("<i2").tobytes()
+
+
+def g711_encode(pcm: bytes, fmt: str) -> bytes:
+    """PCM16 → G.711 (``g711_ulaw`` / ``g711_alaw``) bytes."""
+    import numpy as np
+
+    _, encode = _tables(fmt)
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.int32) + 32768
+    return encode[samples].tobytes()

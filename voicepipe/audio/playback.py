@@ -1,0 +1,167 @@
+"""The queue every built-in output backend plays from, with per-item accounting.
+
+Audio written for an assistant item waits in the queue until the backend's clock takes it: a device
+callback (frames actually handed to the device) or a file's virtual timeline. Whatever takes audio
+advances that item's *played* counter, so ``played_ms`` is the backend's own clock and never a
+wall-clock guess. The queue is shared between the event loop thread (``write``, ``clear``, the
+readers) and a device's callback thread (``take``), so every operation holds one small lock for the
+time of a few list operations and one copy.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from typing import Optional
+
+from voicepipe.audio.base import ItemPlayback
+from voicepipe.audio.pcm import SAMPLE_WIDTH
+
+#: assistant items remembered for ``played_ms``; older ones are forgotten
+MAX_ITEMS = 256
+
+Milestone = tuple[str, str]  # ("started" | "finished", item_id)
+
+
+class _Item:
+    __slots__ = ("written", "played", "started_at", "finished_at")
+
+    def __init__(self) -> None:
+        self.written = 0  # frames
+        self.played = 0  # frames
+        self.started_at: Optional[float] = None
+        self.finished_at: Optional[float] = None
+
+
+class PlaybackQueue:
+    """PCM16 mono audio waiting to be played, in write order, tagged with its item id."""
+
+    def __init__(self, rate: int):
+        self.rate = int(rate)
+        self._lock = threading.Lock()
+        # each segment: [item_id or None (a fade, not counted), bytes, offset]
+        self._segments: deque[list] = deque()
+        self._queued = 0  # bytes waiting
+        self._items: dict[str, _Item] = {}
+
+    # -- loop thread -------------------------------------------------------------------------------
+
+    def write(self, pcm: bytes, item_id: str) -> None:
+        """Queue ``pcm`` for ``item_id``."""
+        if len(pcm) % SAMPLE_WIDTH:
+            pcm = pcm[: len(pcm) - 1]
+        if not pcm:
+            return
+        with self._lock:
+            item = self._items.get(item_id)
+            if item is None:
+                item = self._items[item_id] = _Item()
+                if len(self._items) > MAX_ITEMS:
+                    del self._items[next(iter(self._items))]
+            item.written += len(pcm) // SAMPLE_WIDTH
+            item.finished_at = None
+            self._segments.append([item_id, pcm, 0])
+            self._queued += len(pcm)
+
+    def clear(self, fade_frames: int = 0) -> Optional[ItemPlayback]:
+        """Drop everything queued; return the playback of the item that was at the head, if any.
+
+        With ``fade_frames``, that many frames of what was next are kept with a falling ramp (not
+        counted as played), so a device does not click.
+        """
+        with self._lock:
+            head = next((seg[0] for seg in self._segments if seg[0] is not None), None)
+            fade = self._fade_out(fade_frames) if fade_frames > 0 else b""
+            self._segments.clear()
+            self._queued = 0
+            if fade:
+                self._segments.append([None, fade, 0])
+                self._queued = len(fade)
+            return self._snapshot(head) if head is not None else None
+
+    def played_ms(self, item_id: str) -> float:
+        item = self._items.get(item_id)
+        return item.played * 1000.0 / self.rate if item is not None else 0.0
+
+    def playback(self, item_id: str) -> Optional[ItemPlayback]:
+        with self._lock:
+            return self._snapshot(item_id) if item_id in self._items else None
+
+    @property
+    def queued_frames(self) -> int:
+        return self._queued // SAMPLE_WIDTH
+
+    def frames_to_next_boundary(self) -> int:
+        """Frames until the head item's queued audio ends (the next milestone), 0 if empty."""
+        with self._lock:
+            frames = 0
+            head = None
+            for index, (item_id, data, offset) in enumerate(self._segments):
+                if index and item_id != head:
+                    break
+                head = item_id
+                frames += (len(data) - offset) // SAMPLE_WIDTH
+            return frames
+
+    # -- any thread (a device callback) ------------------------------------------------------------
+
+    def take(self, frames: int, started_at: float) -> tuple[bytes, list[Milestone]]:
+        """The next ``frames`` frames to play (silence where the queue runs dry) and the milestones
+        they cross. ``started_at`` is when the first of them is heard, for the items' times."""
+        need = frames * SAMPLE_WIDTH
+        milestones: list[Milestone] = []
+        with self._lock:
+            if not self._segments:
+                return bytes(need), milestones
+            out = bytearray()
+            segments = self._segments
+            rate = self.rate
+            while need and segments:
+                segment = segments[0]
+                item_id, data, offset = segment
+                size = min(need, len(data) - offset)
+                position = len(out)
+                out += data[offset : offset + size] if offset or size < len(data) else data
+                need -= size
+                self._queued -= size
+                segment[2] = offset + size
+                item = self._items.get(item_id) if item_id is not None else None
+                if item is not None:
+                    if item.played == 0 and item.started_at is None:
+                        item.started_at = started_at + position / SAMPLE_WIDTH / rate
+                        milestones.append(("started", item_id))
+                    item.played += size // SAMPLE_WIDTH
+                if segment[2] >= len(data):
+                    segments.popleft()
+                    if item is not None and item.played >= item.written:
+                        item.finished_at = started_at + len(out) / SAMPLE_WIDTH / rate
+                        milestones.append(("finished", item_id))
+            if need:
+                out += bytes(need)
+            return bytes(out), milestones
+
+    # -- helpers (lock held) -------------------------------------------------------------------------
+
+    def _snapshot(self, item_id: str) -> ItemPlayback:
+        item = self._items[item_id]
+        return ItemPlayback(
+            item_id=item_id,
+            written_ms=item.written * 1000.0 / self.rate,
+            played_ms=item.played * 1000.0 / self.rate,
+            started_at=item.started_at,
+            finished_at=item.finished_at,
+        )
+
+    def _fade_out(self, frames: int) -> bytes:
+        import numpy as np
+
+        collected = bytearray()
+        for _, data, offset in self._segments:
+            collected += data[offset : offset + frames * SAMPLE_WIDTH - len(collected)]
+            if len(collected) >= frames * SAMPLE_WIDTH:
+                break
+        if not collected:
+            return b""
+        samples = np.frombuffer(bytes(collected), dtype="<i2").astype(np.float32)
+        samples *= np.linspace(1.0, 0.0, len(samples), endpoint=False, dtype=np.float32)
+        return samples.astype("<i2").tobytes()
