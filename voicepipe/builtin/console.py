@@ -1,0 +1,278 @@
+"""Built-in plugin "console": what a person at the terminal wants to see, on stdout.
+
+* the session's status (started, ready, ended and why) and errors, one line each;
+* the turn state: ``listening`` (the user may speak), ``thinking`` (the user stopped, no answer
+  heard yet), ``speaking`` (the answer is playing);
+* the words: ``You: …`` and ``Assistant: …`` once each turn's text is final, and the words as they
+  arrive.
+
+On a terminal the state and the words in progress share one status line at the bottom, rewritten in
+place (cut to the terminal's width), and final lines scroll above it. When stdout is not a terminal
+(CI, a pipe, a file) only complete lines are printed, state changes as ``[listening]``-style lines,
+and no control characters. ``console: {quiet: true}`` (``voicepipe run --quiet``) prints the final
+words of each turn and nothing else. Everything printed is masked for secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+from typing import Any, Mapping, Optional, TextIO
+
+import voicepipe
+from voicepipe.redact import REDACTOR
+from voicepipe.sessionclock import session_clock
+
+STASH_KEY = "console"
+LISTENING, THINKING, SPEAKING = "listening", "thinking", "speaking"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+_CLEAR_LINE = "\r\x1b[K"
+_WORD_DELTAS = {
+    "response.audio_transcript.delta",
+    "response.text.delta",
+    "response.output_audio_transcript.delta",
+    "response.output_text.delta",
+}
+
+
+class Console:
+    """The terminal output of one session."""
+
+    def __init__(self, stream: TextIO, *, quiet: bool, tty: bool, playback_clock: bool = False):
+        self.stream = stream
+        self.quiet = quiet
+        self.tty = tty
+        self.state: Optional[str] = None
+        self.user_words = ""  # the user's words in progress
+        self.assistant_words = ""  # the answer's words in progress
+        self.status_shown = False
+        self.ready = False
+        self.printed_answers: set = set()
+        self.unplayed: set = set()  # items with audio whose playback has not ended
+        self.played: set = set()  # items whose playback ended
+        self.playback_clock = playback_clock  # playback milestones tell when answers are heard
+
+    # -- output ------------------------------------------------------------------------------------
+
+    def line(self, text: str, *, final_words: bool = False) -> None:
+        """Print one complete line (above the status line on a terminal)."""
+        if self.quiet and not final_words:
+            return
+        text = REDACTOR.redact(_CONTROL.sub(" ", text)).rstrip()
+        if self.tty and self.status_shown:
+            self.stream.write(_CLEAR_LINE)
+            self.status_shown = False
+        self.stream.write(text + "\n")
+        self._show_status()
+        self.stream.flush()
+
+    def set_state(self, state: str) -> None:
+        if state == self.state:
+            return
+        self.state = state
+        if self.quiet:
+            return
+        if self.tty:
+            self._show_status()
+            self.stream.flush()
+        else:
+            self.line(f"[{state}]")
+
+    def refresh(self) -> None:
+        """Redraw the status line (a terminal only)."""
+        if self.tty and not self.quiet:
+            self._show_status()
+            self.stream.flush()
+
+    def _show_status(self) -> None:
+        if not self.tty or self.quiet or self.state is None:
+            return
+        width = max(20, shutil.get_terminal_size((80, 24)).columns - 1)
+        status = f"[{self.state}]"
+        partial = self.assistant_words if self.state == SPEAKING else self.user_words
+        words = REDACTOR.redact(_CONTROL.sub(" ", partial)).strip()
+        if words:
+            room = width - len(status) - 1
+            if len(words) > room:
+                words = "…" + words[-(room - 1):]
+            status = f"{status} {words}"
+        self.stream.write(_CLEAR_LINE + status[:width])
+        self.status_shown = True
+
+    def end(self, reason: str) -> None:
+        """Take the status line away and say how the session ended."""
+        if self.tty and self.status_shown:
+            self.stream.write(_CLEAR_LINE)
+            self.status_shown = False
+        self.state = None
+        self.line(f"Session ended ({reason}).")
+
+    # -- events -----------------------------------------------------------------------------------------
+
+    def on_event(self, event: Any) -> None:
+        kind = event.get("type")
+        if kind == "session.created":
+            session = event.get("session") or {}
+            model = session.get("model")
+            self.line(f"Session {session.get('id', '?')} started" + (f" (model {model})" if model else ""))
+        elif kind == "session.updated":
+            if not self.ready:
+                self.ready = True
+                self.line("Ready." + (" Speak when you like; Ctrl+C stops." if self.tty else ""))
+                self.set_state(LISTENING)
+        elif kind == "input_audio_buffer.speech_started":
+            self.user_words = ""
+            self.set_state(LISTENING)
+        elif kind in ("input_audio_buffer.speech_stopped", "input_audio_buffer.committed"):
+            self.set_state(THINKING)
+        elif kind == "conversation.item.input_audio_transcription.delta":
+            self.user_words += event.get("delta") or ""
+            self.refresh()
+        elif kind == "conversation.item.input_audio_transcription.completed":
+            self.user_words = ""
+            self.line(f"You: {(event.get('transcript') or '').strip()}", final_words=True)
+        elif kind == "conversation.item.input_audio_transcription.failed":
+            error = event.get("error") or {}
+            self.line(f"error: transcription failed: {error.get('message') or error.get('code') or 'no reason given'}")
+        elif kind == "conversation.item.created":
+            self._item_created(event.get("item") or {})
+        elif kind == "response.created":
+            self.assistant_words = ""
+            if self.state != SPEAKING:
+                self.set_state(THINKING)
+        elif kind in ("response.audio.delta", "response.output_audio.delta"):
+            item_id = event.get("item_id")
+            if self.playback_clock:
+                if item_id not in self.played:
+                    self.unplayed.add(item_id)
+            else:
+                self.set_state(SPEAKING)
+        elif kind in _WORD_DELTAS:
+            self.assistant_words += event.get("delta") or ""
+            if kind in ("response.text.delta", "response.output_text.delta") and not self.playback_clock:
+                self.set_state(SPEAKING)
+            if self.state == SPEAKING:
+                self.refresh()
+        elif kind in ("response.audio_transcript.done", "response.output_audio_transcript.done"):
+            self._answer(event.get("item_id"), event.get("transcript"))
+        elif kind in ("response.text.done", "response.output_text.done"):
+            self._answer(event.get("item_id"), event.get("text"))
+        elif kind == "response.output_item.done":
+            item = event.get("item") or {}
+            if item.get("type") == "message" and item.get("role") == "assistant":
+                self._answer(item.get("id"), _content_text(item.get("content") or []))
+        elif kind == "response.function_call_arguments.done":
+            self.line(f"[tool] {event.get('name')} {_compact_json(event.get('arguments') or '')}")
+        elif kind == "response.done":
+            self._response_done(event.get("response") or {})
+        elif kind == "error":
+            error = event.get("error") or {}
+            code = f" ({error.get('code')})" if error.get("code") else ""
+            self.line(f"error: {error.get('message') or 'the service reported an error'}{code}")
+        elif kind == "warning":
+            warning = event.get("warning") or {}
+            self.line(f"warning: {warning.get('message') or warning}")
+
+    def on_playback(self, event: Mapping[str, Any]) -> None:
+        self.playback_clock = True
+        kind, item_id = event.get("type"), event.get("item_id")
+        if kind == "playback.started":
+            self.unplayed.add(item_id)
+            self.set_state(SPEAKING)
+        elif kind == "playback.finished":
+            self.unplayed.discard(item_id)
+            self.played.add(item_id)
+            if not self.unplayed and self.state == SPEAKING:
+                self.set_state(LISTENING)
+        elif kind == "playback.interrupted":
+            self.unplayed.discard(item_id)
+            self.played.add(item_id)
+            played = event.get("played_ms")
+            self.line(f"[interrupted at {played / 1000:.1f} s]" if played is not None else "[interrupted]")
+            self.set_state(LISTENING)
+
+    def _item_created(self, item: Mapping[str, Any]) -> None:
+        if item.get("type") != "message" or item.get("role") != "user":
+            return
+        typed = [c.get("text") for c in item.get("content") or [] if c.get("type") == "input_text" and c.get("text")]
+        if typed:
+            self.line(f"You: {' '.join(typed)}", final_words=True)
+
+    def _answer(self, item_id: Optional[str], text: Optional[str]) -> None:
+        if item_id in self.printed_answers or not text:
+            return
+        self.printed_answers.add(item_id)
+        self.assistant_words = ""
+        self.line(f"Assistant: {text.strip()}", final_words=True)
+
+    def _response_done(self, response: Mapping[str, Any]) -> None:
+        status = response.get("status")
+        if status == "failed":
+            details = response.get("status_details") or {}
+            error = details.get("error") if isinstance(details, Mapping) else None
+            message = error.get("message") if isinstance(error, Mapping) else error
+            self.line(f"error: the response failed: {message or 'no reason given'}")
+        elif status == "incomplete":
+            details = response.get("status_details") or {}
+            reason = details.get("reason") if isinstance(details, Mapping) else None
+            self.line(f"warning: the response is incomplete ({reason or 'no reason given'})")
+        if not self.unplayed and self.state != LISTENING:
+            self.set_state(LISTENING)
+
+
+def _content_text(content: list) -> str:
+    return " ".join(
+        (part.get("transcript") or part.get("text") or "").strip()
+        for part in content
+        if isinstance(part, Mapping) and (part.get("transcript") or part.get("text"))
+    )
+
+
+def _compact_json(text: str) -> str:
+    try:
+        return json.dumps(json.loads(text), ensure_ascii=False)
+    except ValueError:
+        return " ".join(str(text).split())
+
+
+# -- hooks --------------------------------------------------------------------------------------------
+
+
+@voicepipe.hookimpl
+def voicepipe_session_start(ctx: Any) -> None:
+    REDACTOR.refresh_env()  # secrets set since start-up count too
+    settings = ctx.profile.section("console") or {}
+    stream = sys.stdout
+    try:
+        tty = bool(stream.isatty())
+    except (AttributeError, ValueError):
+        tty = False
+    ctx.stash[STASH_KEY] = Console(
+        stream,
+        quiet=bool(settings.get("quiet", False)),
+        tty=tty,
+        playback_clock=session_clock(ctx).playback_expected,
+    )
+
+
+@voicepipe.hookimpl
+def voicepipe_event(event: Any, ctx: Any) -> None:
+    console = ctx.stash.get(STASH_KEY)
+    if console is not None:
+        console.on_event(event)
+
+
+@voicepipe.hookimpl
+def voicepipe_playback(event: Mapping[str, Any], ctx: Any) -> None:
+    console = ctx.stash.get(STASH_KEY)
+    if console is not None:
+        console.on_playback(event)
+
+
+@voicepipe.hookimpl
+def voicepipe_session_end(ctx: Any, reason: str) -> None:
+    console = ctx.stash.pop(STASH_KEY, None)
+    if console is not None:
+        console.end(reason)
