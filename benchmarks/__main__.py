@@ -1,0 +1,254 @@
+"""Run the six benchmarks, print one table, and update BENCHMARKS.md.
+
+    ./dev bench                         # = .venv/bin/python -m benchmarks
+    python -m benchmarks --quick        # tiny sizes, to check that everything runs (BENCHMARKS.md untouched)
+    python -m benchmarks --only overhead,memory --json rows.json
+
+Ratios are measured side by side in one run; on a shared machine the absolute times are noise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUTPUT = ROOT / "BENCHMARKS.md"
+COMMAND = "./dev bench"
+COMMAND_EXPANDED = ".venv/bin/python -m benchmarks"
+START_MARK = "<!-- benchmark results: start (written by python -m benchmarks) -->"
+END_MARK = "<!-- benchmark results: end -->"
+NAMES = ("overhead", "barge-in", "playout", "memory", "concurrency", "start-up")
+
+
+def _sizes(quick: bool) -> dict[str, Callable[[], list[dict]]]:
+    """Benchmark name -> a call that runs it at the full or the quick size."""
+    from benchmarks import bargein, concurrency, memory, overhead, playout, startup
+
+    if quick:
+        return {
+            "overhead": lambda: overhead.run(turns=2, rounds=2, breakdown=False),
+            "barge-in": lambda: bargein.run(iterations=20, device_iterations=3),
+            "playout": lambda: playout.run(responses=4, deltas=10),
+            "memory": lambda: memory.run(minutes=1.0, warm_up_minutes=0.25),
+            "concurrency": lambda: concurrency.run(steps=(3,), window_s=2.0),
+            "start-up": lambda: startup.run(rounds=2),
+        }
+    return {
+        "overhead": lambda: overhead.run(),
+        "barge-in": lambda: bargein.run(),
+        "playout": lambda: playout.run(),
+        "memory": lambda: memory.run(),
+        "concurrency": lambda: concurrency.run(),
+        "start-up": lambda: startup.run(),
+    }
+
+
+def run_all(names: list[str], quick: bool) -> list[dict]:
+    """Run the named benchmarks in order; a benchmark that fails becomes an ``error`` row."""
+    calls = _sizes(quick)
+    rows: list[dict] = []
+    for name in names:
+        print(f"bench: {name} ...", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        try:
+            produced = calls[name]()
+        except Exception as exc:
+            traceback.print_exc(file=sys.stderr)
+            produced = [{"benchmark": name, "case": "failed to run", "error": f"{type(exc).__name__}: {exc}",
+                         "result": f"error: {type(exc).__name__}: {exc}", "passed": None}]
+        print(f"bench: {name} done in {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+        rows += produced
+    return rows
+
+
+# -- the table -------------------------------------------------------------------------------------------
+
+HEADERS = ("Benchmark", "Case", "Result", "Ratio", "Goal", "Met")
+
+
+def result_text(row: dict) -> str:
+    if row.get("result"):
+        return str(row["result"])
+    if "p50_ms" in row:  # the start-up rows
+        return f"p50 {row['p50_ms']} ms"
+    return ""
+
+
+def met_text(row: dict) -> str:
+    if row.get("error"):
+        return "error"
+    if row.get("skipped"):
+        return "skipped"
+    passed = row.get("passed")
+    if passed is None:
+        return "-"
+    return "yes" if passed else "NO"
+
+
+def table_cells(rows: list[dict]) -> list[tuple[str, ...]]:
+    cells = []
+    for row in rows:
+        ratio = row.get("ratio")
+        cells.append((
+            str(row.get("benchmark", "")),
+            str(row.get("case", "")),
+            result_text(row),
+            "-" if ratio is None else f"{ratio:g}",
+            str(row.get("goal", "-")),
+            met_text(row),
+        ))
+    return cells
+
+
+def text_table(rows: list[dict]) -> str:
+    """The table for a terminal: aligned columns."""
+    cells = [HEADERS, *table_cells(rows)]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(HEADERS))]
+    lines = ["  ".join(value.ljust(widths[i]) for i, value in enumerate(line)).rstrip() for line in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    def escape(value: str) -> str:
+        return value.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(HEADERS) + " |", "|" + "|".join("---" for _ in HEADERS) + "|"]
+    lines += ["| " + " | ".join(escape(v) for v in line) + " |" for line in table_cells(rows)]
+    return "\n".join(lines)
+
+
+def details(rows: list[dict]) -> list[str]:
+    """Lines worth keeping beside the table: every concurrency step, where memory grows."""
+    lines = []
+    for row in rows:
+        for step in row.get("steps") or []:
+            from benchmarks.concurrency import describe
+
+            lines.append(f"- concurrency {'passed' if step['passed'] else 'failed'}: {describe(step)}")
+        if row.get("top"):
+            lines.append(f"- memory, largest live allocations made after warm-up: {'; '.join(row['top'])}")
+    if any(row.get("benchmark") == "start-up" for row in rows) and os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        lines.append("- start-up: PYTHONDONTWRITEBYTECODE was set, so every start compiled voicepipe from source "
+                     "(no .pyc caches, as an installed package would have)")
+    return lines
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs (nproc) {cpu}, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+
+
+def results_section(rows: list[dict], when: str, where: str) -> str:
+    extra = details(rows)
+    parts = [
+        START_MARK,
+        f"Latest run: `{COMMAND}` (= `{COMMAND_EXPANDED}`) on {when}, {where}.",
+        "",
+        markdown_table(rows),
+    ]
+    if extra:
+        parts += ["", *extra]
+    parts.append(END_MARK)
+    return "\n".join(parts)
+
+
+INTRO = """# Benchmarks
+
+Run them with `./dev bench` (= `.venv/bin/python -m benchmarks`); the run takes a few minutes,
+prints the table below and rewrites the part of this file between the two markers. Ratios are
+measured side by side in one run: on a shared machine absolute times are noise. `--quick` runs every
+benchmark at a tiny size (what `tests/test_benchmarks_smoke.py` does) and leaves this file alone.
+
+"""
+
+ABOUT = """
+## What the rows measure
+
+1. **Overhead** (`benchmarks/overhead.py`): client CPU time per server event for a voicepipe session
+   with every built-in plugin (`null` output, `realtime: false`) against a bare SDK `recv()` loop, the
+   same typed turns over the same emulator stream, the emulator in its own process at speed 0. The
+   `+ base64 decode` row is the bare loop doing the least a client that plays audio must do. The
+   `core + X only` rows disable every built-in but X and show where the time goes; `core, every
+   built-in disabled` is the runtime and the Pipeline alone.
+2. **Barge-in** (`benchmarks/bargein.py`): `speech_started` dispatched → output silent, through the
+   Pipeline with every built-in plugin: on the `wav` output until `clear()` returned (its played
+   counter stops), on a PortAudio device until the device clock plays the last sample, which
+   includes the wait for the device's next callback block, the 5 ms fade and the device's output
+   latency.
+3. **Playout** (`benchmarks/playout.py`): audio delta dispatched → `output.write()` called.
+4. **Memory** (`benchmarks/memory.py`): live memory allocated after a warm-up, and RSS growth, over
+   at least 30 simulated minutes of answers in one session at full speed.
+5. **Concurrency** (`benchmarks/concurrency.py`): the most sessions one process holds with the
+   emulator at real-time pacing: no delta later than a 50 ms device buffer, event-loop lag p99 within
+   it, no growing delivery lag.
+6. **Start-up** (`benchmarks/startup.py`): `voicepipe --help` and `voicepipe validate` against
+   `python -c pass`.
+"""
+
+
+def write_markdown(path: Path, rows: list[dict], when: str, where: str) -> None:
+    """Replace the results section of ``path`` (between the markers), or write the whole file."""
+    section = results_section(rows, when, where)
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if START_MARK in text and END_MARK in text:
+        head, rest = text.split(START_MARK, 1)
+        tail = rest.split(END_MARK, 1)[1]
+        text = head + section + tail
+    else:
+        text = INTRO + section + "\n" + ABOUT
+    path.write_text(text, encoding="utf-8")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: check that everything runs")
+    parser.add_argument("--only", metavar="NAMES", help=f"comma-separated subset of: {', '.join(NAMES)}")
+    parser.add_argument("--output", metavar="FILE", type=Path,
+                        help="the Markdown file to update (default BENCHMARKS.md; not written with --quick unless given)")
+    parser.add_argument("--json", metavar="FILE", type=Path, help="also write every row as JSON")
+    args = parser.parse_args(argv)
+
+    names = list(NAMES)
+    if args.only:
+        names = [name.strip() for name in args.only.split(",") if name.strip()]
+        unknown = [name for name in names if name not in NAMES]
+        if unknown:
+            parser.error(f"--only: unknown benchmark {', '.join(unknown)} (choose from {', '.join(NAMES)})")
+
+    rows = run_all(names, args.quick)
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    where = machine()
+    print()
+    print(text_table(rows))
+    for line in details(rows):
+        print(line)
+    print(f"\n{when}; {where}")
+    output = args.output if args.output is not None else (None if args.quick else DEFAULT_OUTPUT)
+    if output is not None:
+        write_markdown(output, rows, when, where)
+        print(f"wrote {output}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(rows, indent=2, default=str), encoding="utf-8")
+    return 1 if any(row.get("error") for row in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""The benchmarks run end to end at a tiny size (``python -m benchmarks --quick``) and report rows that
+hold together. Nothing here asserts a time: speed targets are read from BENCHMARKS.md, not tested."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # the benchmarks package lives beside voicepipe, not inside it
+
+from benchmarks.__main__ import END_MARK, NAMES, START_MARK, markdown_table, result_text, write_markdown  # noqa: E402
+
+# the sizes `--quick` runs at (benchmarks/__main__.py)
+QUICK_BARGE_INS = 20
+QUICK_DEVICE_BARGE_INS = 3
+QUICK_DELTAS = 4 * 10
+QUICK_SESSIONS = 3
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    command = [sys.executable, "-m", "benchmarks", "--quick", "--json", str(out / "rows.json"),
+               "--output", str(out / "BENCHMARKS.md")]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return {
+        "rows": json.loads((out / "rows.json").read_text(encoding="utf-8")),
+        "stdout": done.stdout,
+        "markdown": (out / "BENCHMARKS.md").read_text(encoding="utf-8"),
+    }
+
+
+def rows_of(quick, name):
+    rows = [row for row in quick["rows"] if row["benchmark"] == name]
+    assert rows, f"no {name} rows"
+    return rows
+
+
+def case(rows, name):
+    """The row whose case is ``name``, or else the one row whose case starts with it."""
+    matching = [row for row in rows if row["case"] == name] or [row for row in rows if row["case"].startswith(name)]
+    assert len(matching) == 1, [row["case"] for row in rows]
+    return matching[0]
+
+
+def test_all_six_benchmarks_report_without_errors(quick):
+    assert {row["benchmark"] for row in quick["rows"]} == set(NAMES)
+    assert [row for row in quick["rows"] if row.get("error")] == []
+    for row in quick["rows"]:
+        assert row["case"] and result_text(row)
+        assert row.get("passed") in (True, False, None)
+
+
+def test_overhead_rows_compare_the_same_stream(quick):
+    rows = rows_of(quick, "overhead")
+    bare = case(rows, "bare SDK recv() loop")
+    assert bare["ratio"] == 1.0
+    assert bare["events"] > 0 and bare["us_per_event"] > 0
+    assert {row["events"] for row in rows} == {bare["events"]}  # both clients saw the same events
+    for row in rows:
+        assert row["ratio"] > 0 and row["rounds"] == 2
+        if row is not bare:
+            assert row["ratio_min"] <= row["ratio"] <= row["ratio_max"]
+    assert case(rows, "bare SDK recv() loop + base64")["events"] == bare["events"]
+    everything = case(rows, "voicepipe, all built-in plugins")
+    assert everything["goal"] == "ratio <= 1.25"
+    assert everything["passed"] == (everything["ratio"] <= 1.25)
+
+
+def test_barge_in_rows(quick):
+    rows = rows_of(quick, "barge-in")
+    file_row = case(rows, "wav output")
+    assert file_row["samples"] == QUICK_BARGE_INS
+    assert 0 < file_row["p50_ms"] <= file_row["p99_ms"] <= file_row["max_ms"]
+    assert file_row["passed"] == (file_row["p99_ms"] <= 5.0)
+    device = case(rows, "pyaudio output")
+    if device.get("skipped"):
+        assert device["passed"] is None and device["skipped"]
+    else:
+        assert device["samples"] == QUICK_DEVICE_BARGE_INS
+        assert 0 < device["p50_ms"] <= device["p99_ms"]
+        assert device["device_latency_ms"] > 0 and device["block_ms"] > 0
+        # the device keeps playing what it had buffered: silence can never come before that
+        assert device["p50_ms"] >= device["device_latency_ms"] * 0.5
+        assert device["ratio"] > 0
+
+
+def test_playout_row(quick):
+    row = case(rows_of(quick, "playout"), "wav output")
+    assert row["samples"] == QUICK_DELTAS
+    assert 0 < row["p50_ms"] <= row["p99_ms"] <= row["max_ms"]
+    assert row["passed"] == (row["p99_ms"] <= 2.0)
+
+
+def test_memory_row(quick):
+    row = case(rows_of(quick, "memory"), "one session")
+    assert row["simulated_min"] >= 1.0
+    assert 0 < row["measured_min"] <= row["simulated_min"]
+    assert row["turns"] > 0
+    assert row["traced_growth_mb"] >= 0
+    assert 1 <= len(row["top"]) <= 3
+    assert row["passed"] == (max(row["traced_growth_mb"], row["rss_growth_mb"]) < 5.0)
+
+
+def test_concurrency_row(quick):
+    row = case(rows_of(quick, "concurrency"), "sessions at real-time pacing")
+    (step,) = row["steps"]
+    assert step["sessions"] == QUICK_SESSIONS
+    assert step["deltas"] > 0 and step["ended_early"] == 0
+    assert 0 <= step["underruns"] <= step["deltas"]
+    assert step["loop_lag_p50_ms"] <= step["loop_lag_p99_ms"]
+    assert step["delivery_lag_p99_ms"] <= step["delivery_lag_max_ms"]
+    assert step["client_cpu"] > 0 and step["emulator_cpu"] > 0
+    assert row["max_sessions"] == (QUICK_SESSIONS if step["passed"] else 0)
+    assert row["passed"] is False  # 3 sessions are not the 100 of the goal
+
+
+def test_startup_rows(quick):
+    rows = rows_of(quick, "start-up")
+    assert case(rows, "python -c pass")["ratio"] == 1.0
+    for row in rows:
+        assert row["p50_ms"] > 0 and row["ratio"] > 0
+
+
+def test_table_and_markdown(quick):
+    for row in quick["rows"]:
+        assert row["case"] in quick["stdout"]
+    markdown = quick["markdown"]
+    assert "`./dev bench`" in markdown and ".venv/bin/python -m benchmarks" in markdown
+    assert "nproc" in markdown and "Python 3." in markdown
+    assert markdown_table(quick["rows"]) in markdown
+    assert markdown.count(START_MARK) == 1 and markdown.count(END_MARK) == 1
+
+
+def test_markdown_update_keeps_the_text_around_the_results(tmp_path):
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text(f"# Mine\n\nintro\n\n{START_MARK}\nold table\n{END_MARK}\n\n## Notes\nkept\n", encoding="utf-8")
+    rows = [{"benchmark": "playout", "case": "a | b", "result": "p99 1 ms", "goal": "p99 <= 2 ms", "passed": True}]
+    write_markdown(path, rows, "today", "here")
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("# Mine\n\nintro\n\n")
+    assert text.endswith("\n\n## Notes\nkept\n")
+    assert "old table" not in text
+    assert "| playout | a \\| b | p99 1 ms | - | p99 <= 2 ms | yes |" in text
+    assert "on today, here." in text
