@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Optional, Sequence
 
@@ -96,6 +97,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("voicepipe: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (`voicepipe show ... | head`); keep the interpreter's final flush quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 def _redact(text: str) -> str:

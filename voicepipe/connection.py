@@ -112,9 +112,36 @@ async def open_credential(target: Target, environ: Optional[dict] = None) -> Asy
 
     credential = DefaultAzureCredential()
     try:
-        yield credential
+        yield _RedactedTokens(credential)
     finally:
         await credential.close()
+
+
+class _RedactedTokens:
+    """An async token credential that registers every token it hands out with the redactor,
+    so that a bearer token echoed in an error or a URL is masked wherever it is written."""
+
+    def __init__(self, credential: Any) -> None:
+        self._credential = credential
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        from voicepipe.redact import REDACTOR
+
+        token = await self._credential.get_token(*scopes, **kwargs)
+        REDACTOR.add(token.token)
+        return token
+
+    async def close(self) -> None:
+        await self._credential.close()
+
+    async def __aenter__(self) -> "_RedactedTokens":
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        await self.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._credential, name)
 
 
 @contextlib.asynccontextmanager

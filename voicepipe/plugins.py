@@ -11,7 +11,9 @@ from __future__ import annotations
 import difflib
 import importlib
 import importlib.util
+import inspect
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,7 +69,7 @@ class VoicepipePluginManager(pluggy.PluginManager):
         try:
             self.register(plugin, name=name)
         except pluggy.PluginValidationError as exc:
-            raise UsageError(f"{source}: {_first_line(exc)}") from None
+            raise UsageError(f"{source}: {_validation_problem(exc)}") from None
         except ValueError as exc:  # already registered under that name
             raise UsageError(f"{source}: plugin name {name!r} is already taken ({exc})") from None
         self.sources[name] = source
@@ -82,8 +84,20 @@ class VoicepipePluginManager(pluggy.PluginManager):
         return infos
 
 
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+def _validation_problem(exc: pluggy.PluginValidationError) -> str:
+    """pluggy's message, without the plugin's object id and with the hook's real arguments."""
+    text = str(exc)
+    hook = re.search(r"for hook '(\w+)'", text)
+    extra = re.search(r"Argument\(s\) (\{.*?\})", text)
+    if hook and extra:
+        caller = getattr(hookspecs, hook.group(1), None)
+        offered = ", ".join(inspect.signature(caller).parameters) if caller else "?"
+        return (
+            f"{hook.group(1)}() takes no argument(s) {extra.group(1)}; "
+            f"the hook offers: {offered} (take any subset, by these names)"
+        )
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
 
 
 def _plugin_object(module: ModuleType) -> Any:
