@@ -7,8 +7,9 @@ voicepipe builds from the quickstart profile) and the same typed turns, one afte
 is done, and count CPU time and events from ``session.updated`` to the last ``response.done``. The
 voicepipe session plays the answers on the ``null`` output with ``realtime: false`` (each delta is
 played as soon as it is written) and has an idle microphone, so both sides exchange the same events.
-The cases alternate, round after round (who goes first rotates); each ratio is the median of the
-rounds' ratios to the bare loop.
+Each run of a case is paired with a run of the bare loop right beside it (before it, or after it
+in every other round), and the cases rotate, round after round; each ratio is the median of the
+rounds' ratios of a case to its paired bare run, which cancels slow changes in the machine's load.
 
 Two more cases explain the result: the bare loop that also base64-decodes every audio delta (the
 least any client that plays the answer must do), and, with ``breakdown``, the voicepipe core with
@@ -152,27 +153,35 @@ async def compare(url: str, workdir: Path, turns: int, rounds: int, breakdown: b
     await bare_round(url, session_update, 1)
 
     measured_cases = [BARE_DECODING, *cases]
-    names = [BARE, *measured_cases]
-    per_event: dict[str, list[float]] = {name: [] for name in names}
+    per_event: dict[str, list[float]] = {name: [] for name in [BARE, *measured_cases]}
     ratios: dict[str, list[float]] = {name: [] for name in measured_cases}
     events: dict[str, int] = {}
+
+    async def measure(name: str) -> float:
+        """CPU microseconds per event of one run of case ``name``."""
+        gc.collect()
+        if name in (BARE, BARE_DECODING):
+            cpu, count = await bare_round(url, session_update, turns, decode_audio=name == BARE_DECODING)
+        else:
+            cpu, count, _ = await voicepipe_round(profiles[name], workdir / f"run-{next(runs)}", turns)
+        events[name] = count
+        per_event[name].append(cpu / count * 1e6)
+        return cpu / count * 1e6
+
     for index in range(rounds):
-        order = names[index % len(names):] + names[: index % len(names)]  # rotate who goes first
+        order = measured_cases[index % len(measured_cases):] + measured_cases[: index % len(measured_cases)]
         if index % 2:
             order.reverse()
-        results: dict[str, float] = {}
         for name in order:
-            gc.collect()
-            if name in (BARE, BARE_DECODING):
-                cpu, count = await bare_round(url, session_update, turns, decode_audio=name == BARE_DECODING)
+            # each case is paired with a bare run right beside it (before it in even rounds, after it
+            # in odd ones), so that a change in the machine's load between runs cancels out
+            if index % 2:
+                measured = await measure(name)
+                bare = await measure(BARE)
             else:
-                cpu, count, _ = await voicepipe_round(profiles[name], workdir / f"run-{next(runs)}", turns)
-            events[name] = count
-            results[name] = cpu / count * 1e6
-        for name in names:
-            per_event[name].append(results[name])
-        for name in measured_cases:
-            ratios[name].append(results[name] / results[BARE])
+                bare = await measure(BARE)
+                measured = await measure(name)
+            ratios[name].append(measured / bare)
     if len(set(events.values())) != 1:
         raise RuntimeError(f"the clients saw different event streams: {events}")
 
@@ -180,7 +189,7 @@ async def compare(url: str, workdir: Path, turns: int, rounds: int, breakdown: b
     base = percentile(sorted(per_event[BARE]), 50)
     rows = [{"benchmark": "overhead", "case": BARE, "us_per_event": round(base, 1),
              "events": count, "rounds": rounds, "ratio": 1.0,
-             "result": f"{base:.1f} us CPU/event ({count} events x {rounds} rounds)"}]
+             "result": f"{base:.1f} us CPU/event ({count} events x {len(per_event[BARE])} runs, one beside each other run)"}]
     for name in measured_cases:
         measured = percentile(sorted(per_event[name]), 50)
         ratio = percentile(sorted(ratios[name]), 50)

@@ -130,6 +130,35 @@ def test_queue_counts_played_frames_per_item_and_pads_with_silence():
     assert q.played_ms("b") == 20 and q.queued_frames == 0
 
 
+def test_a_take_of_exactly_one_write_hands_on_its_bytes_without_a_copy():
+    q = PlaybackQueue(1000)
+    pcm = frames(30, 1)
+    q.write(pcm, "a")
+    taken, milestones = q.take(30, started_at=0.0)
+    assert taken is pcm
+    assert milestones == [("started", "a"), ("finished", "a")]
+    mutable = bytearray(frames(10, 2))
+    q.write(mutable, "a")
+    mutable[:2] = b"\x00\x00"  # the writer's buffer changing later does not change what is queued
+    taken, _ = q.take(10, started_at=0.03)
+    assert type(taken) is bytes and np.frombuffer(taken, "<i2").tolist() == [2] * 10
+
+
+def test_play_through_counts_and_reports_as_a_write_then_a_take_of_it():
+    queued, direct = PlaybackQueue(1000), PlaybackQueue(1000)
+    writes = [(frames(30, 1), "a", 0.0), (frames(20, 2) + b"\x07", "a", 0.03), (b"", "a", 0.05), (frames(10, 3), "b", 0.05)]
+    for pcm, item_id, at in writes:
+        queued.write(pcm, item_id)
+        expected = queued.take(queued.queued_frames, at)
+        assert direct.play_through(pcm, item_id, at) == expected
+    for item_id in ("a", "b"):
+        assert direct.playback(item_id) == queued.playback(item_id)
+    assert direct.playback("a").finished_at == pytest.approx(0.05)
+    direct.write(frames(5, 1), "c")
+    with pytest.raises(RuntimeError):
+        direct.play_through(frames(5, 1), "c", 0.1)  # audio is queued: it must play first
+
+
 def test_clear_returns_the_head_item_and_drops_the_rest():
     q = PlaybackQueue(1000)
     q.write(frames(30, 1), "a")
@@ -188,6 +217,73 @@ def test_null_input_yields_silence_until_closed():
 
     chunks = asyncio.run(asyncio.wait_for(run(), 10))
     assert chunks == [bytes(640)] * 5
+
+
+def test_null_input_paces_chunks_by_deadline_and_close_ends_a_wait_at_once():
+    source = NullInput({})
+    clock = [100.0]
+    source.clock = lambda: clock[0]
+    slept = []
+
+    class Alarm:
+        async def sleep(self, delay):
+            slept.append(round(delay, 6))
+            clock[0] += delay + 0.005  # woken a little late: the next deadline takes it back
+
+        def ring(self):
+            pass
+
+    async def run():
+        await source.open(1000, 20)  # 20 ms chunks
+        source._alarm = Alarm()
+        chunks = []
+        async for chunk in source:
+            chunks.append(chunk)
+            if len(chunks) == 4:
+                break
+        return chunks
+
+    assert len(asyncio.run(run())) == 4
+    assert slept == [0.02, 0.015, 0.015, 0.015]
+
+    real = NullInput({})
+
+    async def close_while_waiting():
+        await real.open(1, 3600)  # one chunk an hour
+        reading = asyncio.ensure_future(_collect(real))
+        while real._alarm._waiter is None:
+            await asyncio.sleep(0)
+        await real.close()
+        return await reading
+
+    assert asyncio.run(asyncio.wait_for(close_while_waiting(), 10)) == []  # not an hour later
+
+
+async def _collect(source):
+    return [chunk async for chunk in source]
+
+
+def test_null_output_delivers_milestones_after_the_call_that_caused_them_in_one_go():
+    out = NullOutput({"realtime": False})
+    delivered = []
+
+    async def run():
+        await out.open(1000)
+        out.on_playback = lambda kind, item_id: delivered.append((kind, item_id))
+        out.write(frames(10, 1), "a")
+        out.write(frames(10, 1), "a")
+        out.write(frames(10, 1), "b")
+        assert delivered == []  # never from inside write()
+        await asyncio.sleep(0)
+        first = list(delivered)
+        out.write(frames(10, 1), "b")
+        await asyncio.sleep(0)
+        return first
+
+    first = asyncio.run(run())
+    # a repeated "finished" in a row says nothing new and is delivered once
+    assert first == [("started", "a"), ("finished", "a"), ("started", "b"), ("finished", "b")]
+    assert delivered == first + [("finished", "b")]
 
 
 def test_null_output_keeps_a_real_time_clock():

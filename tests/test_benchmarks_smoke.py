@@ -148,3 +148,17 @@ def test_markdown_update_keeps_the_text_around_the_results(tmp_path):
     assert "old table" not in text
     assert "| playout | a \\| b | p99 1 ms | - | p99 <= 2 ms | yes |" in text
     assert "on today, here." in text
+
+
+def test_breakdown_splits_the_overhead_by_plugin_and_operation():
+    done = subprocess.run([sys.executable, "-m", "benchmarks.breakdown", "--turns", "1", "--passes", "1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+    report = done.stderr
+    first = report.splitlines()[0]
+    events, deltas = int(first.split()[0]), int(first.split("(")[1].split()[0])
+    assert 0 < deltas < events
+    for name in ("audio", "tools", "recorder", "transcript", "metrics", "console", "(sum)", "(no plugin)"):
+        assert any(line.strip().startswith(f"{name} ") for line in report.splitlines()), name
+    for operation in ("base64 decode", "SHA-256", "JSON-encode", "mask secrets", "unbuffered write", "JSON text -> typed event"):
+        assert operation in report, operation

@@ -4,10 +4,11 @@ import asyncio
 import time
 from types import SimpleNamespace
 
+import pytest
 from azure.ai.voicelive.models import ServerEvent
 
 from voicepipe.plugins import VoicepipePluginManager
-from voicepipe.pipeline import Pipeline
+from voicepipe.pipeline import Pipeline, event_fields
 
 
 class FakeLog:
@@ -129,3 +130,82 @@ def test_session_end_runs_once_even_if_a_plugin_fails_there():
     asyncio.run(pipeline.end("error"))
     assert calls == ["user"]
     assert log.named("plugin_error")[0]["plugin"] == "bad"
+
+
+def test_event_hooks_get_the_arguments_they_ask_for_in_any_order():
+    seen = []
+
+    class Both:
+        def voicepipe_event(self, event, ctx):
+            seen.append(("both", event.get("type"), ctx is pipeline.ctx))
+
+    class Reversed:
+        def voicepipe_event(self, ctx, event):
+            seen.append(("reversed", event.get("type"), ctx is pipeline.ctx))
+
+    class OnlyContext:
+        def voicepipe_client_event(self, ctx):
+            seen.append(("ctx", None, ctx is pipeline.ctx))
+
+    class Nothing:
+        def voicepipe_playback(self):
+            seen.append(("nothing", None, True))
+
+    pipeline, log, _ = make_pipeline(("both", Both()), ("reversed", Reversed()), ("ctx", OnlyContext()), ("nothing", Nothing()))
+    pipeline.dispatch(event("response.created"))
+    pipeline.client_event({"type": "response.create"})
+    pipeline.notify_playback({"type": "playback.started", "item_id": "item_1"})
+    # the most recently registered runs first, as pluggy orders them
+    assert seen == [
+        ("reversed", "response.created", True),
+        ("both", "response.created", True),
+        ("ctx", None, True),
+        ("nothing", None, True),
+    ]
+    assert log.records == []
+
+
+def test_a_failing_client_event_hook_is_reported_with_the_event_type():
+    class Exploding:
+        def voicepipe_client_event(self, event):
+            raise RuntimeError("boom")
+
+    pipeline, log, _ = make_pipeline(("exploding", Exploding()))
+    pipeline.client_event({"type": "input_audio_buffer.append", "audio": ""})
+    assert [(e["plugin"], e["hook"], e["event_type"]) for e in log.named("plugin_error")] == [
+        ("exploding", "voicepipe_client_event", "input_audio_buffer.append")
+    ]
+
+
+def test_event_fields_read_what_get_reads_without_copying():
+    typed = event("response.audio.delta", item_id="item_1", response_id="resp_1", delta="AAAA", output_index=0)
+    fields = event_fields(typed)
+    assert dict(fields) == dict(typed.items())
+    for key in ("type", "item_id", "response_id", "delta", "output_index", "absent"):
+        assert fields.get(key) == typed.get(key)
+    with pytest.raises(TypeError):
+        fields["delta"] = "changed"  # read-only: plugins cannot change what the others see
+    assert event_fields(fields) is fields
+    plain = {"type": "response.create"}
+    assert event_fields(plain) is plain
+    done = event("response.done", response={"id": "resp_1", "status": "completed", "output": []})
+    assert event_fields(done).get("response").get("id") == "resp_1"
+
+
+def test_a_hanging_session_end_is_cut_off_and_the_other_plugins_still_end():
+    ended = []
+
+    class Hanging:
+        async def voicepipe_session_end(self):
+            await asyncio.Event().wait()
+
+    class Flushing:
+        async def voicepipe_session_end(self, reason):
+            await asyncio.sleep(0)
+            ended.append(reason)
+
+    # registered last, so called first: it must not keep the other from ending
+    pipeline, log, _ = make_pipeline(("flushing", Flushing()), ("hanging", Hanging()))
+    asyncio.run(pipeline.end("user", timeout=0.2))
+    assert ended == ["user"]
+    assert log.named("session_end_timeout") == [{"plugin": "hanging", "seconds": 0.2}]

@@ -46,12 +46,26 @@ def test_audio_is_elided_to_length_and_hash_by_default(tmp_path):
     appended = audio_b64(960, seed=7)
     assert appended not in text and audio_b64(4800, seed=1) not in text
     recorded = lines(tmp_path)
+    assert recorded[0]["event"]["format"] == recorder.FORMAT_VERSION == 2
     append = next(r for r in recorded if r["event"]["type"] == "input_audio_buffer.append")
-    raw = base64.b64decode(appended)
-    assert append["event"]["audio"] == {"bytes": 960, "sha256": hashlib.sha256(raw).hexdigest()[:16]}
+    assert len(base64.b64decode(appended)) == 960
+    # the hash is that of the base64 text as sent: no decoding needed to compute or check it
+    assert append["event"]["audio"] == {"bytes": 960, "sha256": hashlib.sha256(appended.encode("ascii")).hexdigest()[:16]}
     delta = next(r for r in recorded if r["event"]["type"] == "response.audio.delta")
-    assert delta["event"]["delta"]["bytes"] == 4800
+    answer = audio_b64(4800, seed=1)
+    assert delta["event"]["delta"] == {"bytes": 4800, "sha256": hashlib.sha256(answer.encode("ascii")).hexdigest()[:16]}
     assert delta["event"]["item_id"] == "item_a1"
+
+
+def test_audio_length_comes_from_the_base64_text_and_its_padding():
+    for size in range(0, 40):
+        raw = bytes(range(size))
+        text = base64.b64encode(raw).decode("ascii")
+        assert recorder.base64_length(text) == size
+        assert recorder.describe_audio(text) == {"bytes": size, "sha256": hashlib.sha256(text.encode()).hexdigest()[:16]}
+    for bad in ("abc", "ab=c", "a=bc", "=abc", "AAAA\u00e9AA=", "AA==AAAA"):
+        assert recorder.base64_length(bad) is None, bad
+        assert recorder.describe_audio(bad) == {"bytes": None, "sha256": None, "invalid_base64": len(bad)}
 
 
 def test_full_audio_on_request(tmp_path):

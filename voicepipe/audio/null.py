@@ -36,10 +36,43 @@ def option_ms(options: Mapping[str, Any], key: str, default: float, where: str) 
     raise UsageError(f"{where}.{key}: expected a number of milliseconds >= 0, got {value!r}")
 
 
+class Alarm:
+    """One wait at a time that :meth:`ring` cuts short: a timer and a future, a third of the cost
+    of ``asyncio.wait_for`` on an event (which makes a task and a timeout for every wait)."""
+
+    def __init__(self) -> None:
+        self._waiter: Optional[asyncio.Future] = None
+
+    async def sleep(self, delay: float) -> None:
+        """Wait ``delay`` seconds, or until :meth:`ring`."""
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        timer = loop.call_later(delay, _wake, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            if self._waiter is waiter:
+                self._waiter = None
+
+    def ring(self) -> None:
+        """End the current wait now (nothing happens when nothing waits)."""
+        if self._waiter is not None:
+            _wake(self._waiter)
+
+
+def _wake(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 class PacedInput(AudioInput):
     """An input that yields ready-made chunks, paced like a microphone: chunk ``k`` comes out once
     its last sample would have been captured (``open`` time + (k+1) chunk lengths), or as fast as
-    the loop allows when ``realtime`` is false."""
+    the loop allows when ``realtime`` is false.
+
+    Each wait is one timer until the chunk's deadline, computed from the start (so delays do not
+    add up), which :meth:`close` cuts short."""
 
     def __init__(self, realtime: bool = True, clock: Callable[[], float] = time.monotonic):
         self.realtime = realtime
@@ -47,6 +80,7 @@ class PacedInput(AudioInput):
         self.sample_rate = 0
         self.frames_per_chunk = 0
         self._closed: Optional[asyncio.Event] = None  # created in open(), inside the loop
+        self._alarm = Alarm()
 
     async def open(self, sample_rate: int, frames_per_chunk: int) -> None:
         self.sample_rate = int(sample_rate)
@@ -70,8 +104,7 @@ class PacedInput(AudioInput):
             if self.realtime:
                 delay = started + elapsed_frames / self.sample_rate - self.clock()
                 if delay > 0:
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(closed.wait(), delay)
+                    await self._alarm.sleep(delay)
                     if closed.is_set():
                         return
             else:
@@ -81,6 +114,7 @@ class PacedInput(AudioInput):
     async def close(self) -> None:
         if self._closed is not None:
             self._closed.set()
+        self._alarm.ring()
 
 
 class NullInput(PacedInput):
@@ -109,10 +143,11 @@ class VirtualClockOutput(AudioOutput):
         self.queue: Optional[PlaybackQueue] = None
         self._origin = 0.0
         self._position = 0  # frames of timeline played since open()
-        self._wake: Optional[asyncio.Event] = None
+        self._wake = Alarm()  # rung by write(): the next boundary moved
         self._pump: Optional[asyncio.Task] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._closed = False
+        self._announced: list[Milestone] = []  # milestones waiting for the next loop iteration
 
     # -- what subclasses provide ------------------------------------------------------------------
 
@@ -130,7 +165,6 @@ class VirtualClockOutput(AudioOutput):
         self._origin = self.clock()
         self._loop = asyncio.get_running_loop()
         if self.realtime:
-            self._wake = asyncio.Event()
             self._pump = self._loop.create_task(self._run_clock(), name="voicepipe audio clock")
 
     def write(self, pcm: bytes, item_id: str) -> None:
@@ -139,11 +173,13 @@ class VirtualClockOutput(AudioOutput):
         if self.realtime:
             self.advance()
             self.queue.write(pcm, item_id)
-            if self._wake is not None:
-                self._wake.set()
-        else:
+            self._wake.ring()
+        elif self.queue.queued_frames:
             self.queue.write(pcm, item_id)
             self._play(self.queue.queued_frames)
+        else:  # the clock jumps to the end of the write: it plays as it is, not through the queue
+            started_at = self._origin + self._position / self.sample_rate
+            self._played(*self.queue.play_through(pcm, item_id, started_at), started_at)
 
     def played_ms(self, item_id: str) -> float:
         if self.queue is None:
@@ -196,8 +232,11 @@ class VirtualClockOutput(AudioOutput):
 
     def _play(self, frames: int) -> None:
         started_at = self._origin + self._position / self.sample_rate
-        pcm, milestones = self.queue.take(frames, started_at)
-        self._position += frames
+        self._played(*self.queue.take(frames, started_at), started_at)
+
+    def _played(self, pcm: bytes, milestones: list[Milestone], started_at: float) -> None:
+        """``pcm`` was played from ``started_at`` on: the timeline moves on by its length."""
+        self._position += len(pcm) // SAMPLE_WIDTH
         self.emit(pcm)
         if self.on_played is not None:
             self.on_played(pcm, self.sample_rate, started_at)
@@ -205,17 +244,23 @@ class VirtualClockOutput(AudioOutput):
             self._announce(milestones)
 
     def _announce(self, milestones: list[Milestone]) -> None:
-        # never call back into the plugin from inside one of its own calls (write, clear, ...)
+        # never call back into the plugin from inside one of its own calls (write, clear, ...):
+        # deliver on the next loop iteration, everything announced until then in one callback
         if self.on_playback is not None and self._loop is not None:
-            for kind, item_id in milestones:
-                self._loop.call_soon(self._deliver, kind, item_id)
+            if not self._announced:
+                self._loop.call_soon(self._deliver)
+            self._announced += milestones
 
-    def _deliver(self, kind: str, item_id: str) -> None:
-        if self.on_playback is not None:
-            self.on_playback(kind, item_id)
+    def _deliver(self) -> None:
+        milestones, self._announced = self._announced, []
+        previous = None
+        for milestone in milestones:
+            # the same milestone twice in a row ("finished" after two writes) says nothing new
+            if milestone != previous and self.on_playback is not None:
+                self.on_playback(*milestone)
+            previous = milestone
 
     async def _run_clock(self) -> None:
-        wake = self._wake
         while not self._closed:
             self.advance()
             boundary = self.queue.frames_to_next_boundary()
@@ -223,9 +268,7 @@ class VirtualClockOutput(AudioOutput):
             if boundary:
                 due = self._origin + (self._position + boundary) / self.sample_rate
                 timeout = min(MAX_TICK_S, max(due - self.clock(), 0.0005))
-            wake.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout)
+            await self._wake.sleep(timeout)
 
 
 class NullOutput(VirtualClockOutput):

@@ -48,6 +48,8 @@ class PlaybackQueue:
 
     def write(self, pcm: bytes, item_id: str) -> None:
         """Queue ``pcm`` for ``item_id``."""
+        if type(pcm) is not bytes:
+            pcm = bytes(pcm)  # queued audio is immutable: take() may hand it on as it is
         if len(pcm) % SAMPLE_WIDTH:
             pcm = pcm[: len(pcm) - 1]
         if not pcm:
@@ -62,6 +64,36 @@ class PlaybackQueue:
             item.finished_at = None
             self._segments.append([item_id, pcm, 0])
             self._queued += len(pcm)
+
+    def play_through(self, pcm: bytes, item_id: str, started_at: float) -> tuple[bytes, list[Milestone]]:
+        """:meth:`write` then :meth:`take` of all of it, for a clock that plays each write at once
+        (a virtual clock with ``realtime`` false) while nothing is queued: the same accounting,
+        played bytes and milestones, without a trip through the queue."""
+        if type(pcm) is not bytes:
+            pcm = bytes(pcm)
+        if len(pcm) % SAMPLE_WIDTH:
+            pcm = pcm[: len(pcm) - 1]
+        if not pcm:
+            return pcm, []
+        frames = len(pcm) // SAMPLE_WIDTH
+        milestones: list[Milestone] = []
+        with self._lock:
+            if self._segments:
+                raise RuntimeError("play_through() with audio queued: write() and take() it")
+            item = self._items.get(item_id)
+            if item is None:
+                item = self._items[item_id] = _Item()
+                if len(self._items) > MAX_ITEMS:
+                    del self._items[next(iter(self._items))]
+            item.written += frames
+            if item.played == 0 and item.started_at is None:
+                item.started_at = started_at
+                milestones.append(("started", item_id))
+            item.played += frames
+            if item.played >= item.written:
+                item.finished_at = started_at + frames / self.rate
+                milestones.append(("finished", item_id))
+        return pcm, milestones
 
     def clear(self, fade_frames: int = 0) -> Optional[ItemPlayback]:
         """Drop everything queued; return the playback of the item that was at the head, if any.
@@ -107,21 +139,25 @@ class PlaybackQueue:
 
     def take(self, frames: int, started_at: float) -> tuple[bytes, list[Milestone]]:
         """The next ``frames`` frames to play (silence where the queue runs dry) and the milestones
-        they cross. ``started_at`` is when the first of them is heard, for the items' times."""
+        they cross. ``started_at`` is when the first of them is heard, for the items' times.
+
+        A take that is exactly one queued write returns that write's bytes without a copy."""
         need = frames * SAMPLE_WIDTH
         milestones: list[Milestone] = []
         with self._lock:
             if not self._segments:
                 return bytes(need), milestones
-            out = bytearray()
+            parts: list[bytes] = []
+            taken = 0
             segments = self._segments
             rate = self.rate
             while need and segments:
                 segment = segments[0]
                 item_id, data, offset = segment
                 size = min(need, len(data) - offset)
-                position = len(out)
-                out += data[offset : offset + size] if offset or size < len(data) else data
+                position = taken
+                parts.append(data[offset : offset + size] if offset or size < len(data) else data)
+                taken += size
                 need -= size
                 self._queued -= size
                 segment[2] = offset + size
@@ -134,11 +170,11 @@ class PlaybackQueue:
                 if segment[2] >= len(data):
                     segments.popleft()
                     if item is not None and item.played >= item.written:
-                        item.finished_at = started_at + len(out) / SAMPLE_WIDTH / rate
+                        item.finished_at = started_at + taken / SAMPLE_WIDTH / rate
                         milestones.append(("finished", item_id))
             if need:
-                out += bytes(need)
-            return bytes(out), milestones
+                parts.append(bytes(need))
+            return (parts[0] if len(parts) == 1 else b"".join(parts)), milestones
 
     # -- helpers (lock held) -------------------------------------------------------------------------
 

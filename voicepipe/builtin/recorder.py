@@ -9,27 +9,31 @@ One JSON object per line::
 (playback milestones) or ``meta`` (``recording.started`` / ``recording.finished``, which say how to
 read the rest). Audio payloads (``delta`` of ``response.audio.delta``, ``audio`` of
 ``input_audio_buffer.append``) are replaced by ``{"bytes": n, "sha256": <first 16 hex digits>}``
-unless the profile says ``recorder: {audio: true}``. Lines are masked for secrets and flushed one
-by one, so a killed process leaves every event it saw on disk.
+unless the profile says ``recorder: {audio: true}``: ``bytes`` is the length of the decoded audio,
+computed from the text's length and padding, and ``sha256`` the start of the SHA-256 of the base64
+text as received, so recording never decodes audio (format 1 hashed the decoded bytes). Lines are
+masked for secrets and written one by one with a system call each, so a killed process leaves
+every event it saw on disk.
 
 ``voicepipe replay`` reads this file back (:mod:`voicepipe.replay`).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
+import math
 from datetime import datetime
-from typing import Any, Mapping, TextIO
+from typing import Any, BinaryIO, Mapping
 
 import voicepipe
+from voicepipe.pipeline import event_fields
 from voicepipe.redact import REDACTOR
 from voicepipe.sessionclock import elapsed, event_time, session_clock
 
 FILE_NAME = "events.jsonl"
-FORMAT_VERSION = 1
+#: 2: the ``sha256`` of elided audio is that of its base64 text (1: of the decoded bytes)
+FORMAT_VERSION = 2
 STASH_KEY = "recorder"
 #: event type -> the field holding base64 audio
 AUDIO_FIELDS = {
@@ -43,9 +47,9 @@ _AUDIO_PLACEHOLDER_JSON = json.dumps(_AUDIO_PLACEHOLDER)
 
 
 class Recording:
-    """The ``events.jsonl`` of one session."""
+    """The ``events.jsonl`` of one session, written through an unbuffered binary file."""
 
-    def __init__(self, file: TextIO, clock_origin: float, *, full_audio: bool):
+    def __init__(self, file: BinaryIO, clock_origin: float, *, full_audio: bool):
         self.file = file
         self.full_audio = full_audio
         self.clock_origin = clock_origin
@@ -54,44 +58,69 @@ class Recording:
     def write(self, t: float, direction: str, event: Mapping[str, Any]) -> None:
         if self.file.closed:
             return
-        data = _plain(event)
-        audio_field = AUDIO_FIELDS.get(data.get("type", ""))
-        audio = data.get(audio_field) if audio_field else None
+        fields = event_fields(event)
+        audio_field = AUDIO_FIELDS.get(fields.get("type"))
+        audio = fields.get(audio_field) if audio_field else None
         full_audio = None
+        if type(fields) is dict and not isinstance(audio, str):
+            data = fields
+        else:
+            data = dict(fields)  # a copy: the event itself is never changed
         if isinstance(audio, str):
-            data = dict(data)
             if self.full_audio:
                 full_audio = audio
                 data[audio_field] = _AUDIO_PLACEHOLDER  # spliced in after masking: no regex over audio
             else:
                 data[audio_field] = describe_audio(audio)
-        line = json.dumps({"t": t, "direction": direction, "event": data}, ensure_ascii=False, default=_json_default)
+        record = {"t": t, "direction": direction, "event": data}
+        try:
+            line = _ENCODER.encode(record)
+        except ValueError:  # NaN or an infinity (a JSON parser may accept them; JSON cannot hold them)
+            line = _ENCODER.encode(_finite(record))
         line = REDACTOR.redact(line)
         if full_audio is not None:
             line = line.replace(_AUDIO_PLACEHOLDER_JSON, json.dumps(full_audio), 1)
-        self.file.write(line + "\n")  # line-buffered: on disk when the call returns
+        _write_all(self.file, (line + "\n").encode("utf-8"))  # on disk when the call returns
         self.lines += 1
 
     def close(self) -> None:
         if not self.file.closed:
-            self.file.flush()
             self.file.close()
 
 
 def describe_audio(b64: str) -> dict:
-    """``{"bytes": n, "sha256": first 16 hex digits}`` of a base64 audio payload."""
-    try:
-        raw = base64.b64decode(b64)
-    except (binascii.Error, ValueError):
+    """``{"bytes": n, "sha256": first 16 hex digits}`` of a base64 audio payload, without decoding it.
+
+    ``bytes`` is the decoded length, from the text's length and padding; ``sha256`` hashes the
+    base64 text (ASCII). Text that cannot be base64 (not ASCII, a length that is not a multiple
+    of 4, ``=`` before the padding) gives ``{"bytes": None, "sha256": None, "invalid_base64":
+    <its length>}``.
+    """
+    length = base64_length(b64)
+    if length is None:
         return {"bytes": None, "sha256": None, "invalid_base64": len(b64)}
-    return {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()[:16]}
+    return {"bytes": length, "sha256": hashlib.sha256(b64.encode("ascii")).hexdigest()[:16]}
 
 
-def _plain(event: Mapping[str, Any]) -> dict:
-    """The event's JSON fields (an SDK model keeps them in a dict; no decoding happens here)."""
-    if isinstance(event, dict):
-        return event
-    return dict(event.items())
+def base64_length(b64: str) -> int | None:
+    """The length of the bytes base64 text decodes to (``None`` if it cannot be base64)."""
+    size = len(b64)
+    if size % 4 or not b64.isascii():
+        return None
+    padding = 2 if b64.endswith("==") else 1 if b64.endswith("=") else 0
+    if b64.find("=", 0, size - padding) != -1:
+        return None
+    return size // 4 * 3 - padding
+
+
+def _write_all(file: BinaryIO, data: bytes) -> None:
+    """Write every byte through an unbuffered file (one system call unless the kernel splits it)."""
+    view = memoryview(data)
+    while view:
+        written = file.write(view)
+        if written is None:  # a non-blocking file that would block: not one of ours
+            raise OSError("events.jsonl: the write would block")
+        view = view[written:]
 
 
 def _json_default(value: Any) -> Any:
@@ -108,13 +137,47 @@ def _json_default(value: Any) -> Any:
     return repr(value)
 
 
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and the infinities replaced by ``None`` (JSON ``null``)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
+class _LineEncoder:
+    """``encode(obj)`` as ``json.JSONEncoder(ensure_ascii=False, default=_json_default,
+    allow_nan=False)`` encodes, with the C encoder built once: ``JSONEncoder.encode`` builds one
+    per call, a quarter of the cost of encoding a small event. Without a circular-reference
+    check: events come from JSON and cannot hold cycles."""
+
+    def __init__(self) -> None:
+        self._python = json.JSONEncoder(ensure_ascii=False, default=_json_default, allow_nan=False)
+        make = getattr(json.encoder, "c_make_encoder", None)
+        self._c = None if make is None else make(
+            None, _json_default, json.encoder.encode_basestring, None, ": ", ", ", False, False, False
+        )
+
+    def encode(self, obj: Any) -> str:
+        if self._c is None or not isinstance(obj, dict):
+            return self._python.encode(obj)
+        return "".join(self._c(obj, 0))
+
+
+# one encoder for every line
+_ENCODER = _LineEncoder()
+
+
 @voicepipe.hookimpl
 def voicepipe_session_start(ctx: Any) -> None:
     REDACTOR.refresh_env()  # secrets set since start-up count too
     settings = ctx.profile.section("recorder") or {}
     clock = session_clock(ctx)
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
-    file = open(ctx.run_dir / FILE_NAME, "a", encoding="utf-8", buffering=1)
+    file = open(ctx.run_dir / FILE_NAME, "ab", buffering=0)
     recording = Recording(file, clock.origin, full_audio=bool(settings.get("audio", False)))
     ctx.stash[STASH_KEY] = recording
     recording.write(
@@ -152,6 +215,34 @@ def voicepipe_playback(event: Mapping[str, Any], ctx: Any) -> None:
     recording = ctx.stash.get(STASH_KEY)
     if recording is not None:
         recording.write(elapsed(ctx), "local", event)
+
+
+@voicepipe.hookimpl
+def voicepipe_disconnected(ctx: Any, code: Any, reason: Any, reconnecting: bool) -> None:
+    recording = ctx.stash.get(STASH_KEY)
+    if recording is not None:
+        recording.write(
+            elapsed(ctx), "meta", {"type": "connection.lost", "code": code, "reason": reason, "reconnecting": reconnecting}
+        )
+
+
+@voicepipe.hookimpl
+def voicepipe_reconnected(
+    ctx: Any, attempts: int, gap_s: float, seeded_item_ids: list, buffered_audio_s: float
+) -> None:
+    recording = ctx.stash.get(STASH_KEY)
+    if recording is not None:
+        recording.write(
+            elapsed(ctx),
+            "meta",
+            {
+                "type": "connection.reconnected",
+                "attempts": attempts,
+                "gap_s": gap_s,
+                "seeded_item_ids": list(seeded_item_ids),
+                "buffered_audio_s": buffered_audio_s,
+            },
+        )
 
 
 @voicepipe.hookimpl
