@@ -3,6 +3,8 @@
     ./dev bench                         # = .venv/bin/python -m benchmarks
     python -m benchmarks --quick        # tiny sizes, to check that everything runs (BENCHMARKS.md untouched)
     python -m benchmarks --only overhead,memory --json rows.json
+    python -m benchmarks soak           # minutes of concurrent sessions: fds, tasks, memory stay flat
+    python -m benchmarks.breakdown      # where the overhead goes: CPU per event by plugin and operation
 
 Ratios are measured side by side in one run; on a shared machine the absolute times are noise.
 """
@@ -184,10 +186,12 @@ ABOUT = """
 
 1. **Overhead** (`benchmarks/overhead.py`): client CPU time per server event for a voicepipe session
    with every built-in plugin (`null` output, `realtime: false`) against a bare SDK `recv()` loop, the
-   same typed turns over the same emulator stream, the emulator in its own process at speed 0. The
-   `+ base64 decode` row is the bare loop doing the least a client that plays audio must do. The
-   `core + X only` rows disable every built-in but X and show where the time goes; `core, every
-   built-in disabled` is the runtime and the Pipeline alone.
+   same typed turns over the same emulator stream, the emulator in its own process at speed 0. Every
+   run of a case is paired with a run of the bare loop beside it; a case's ratio is the median, over
+   the rounds, of its ratio to its paired bare run. The `+ base64 decode` row is the bare loop doing
+   the least a client that plays audio must do. The `core + X only` rows disable every built-in but
+   X and show where the time goes; `core, every built-in disabled` is the runtime and the Pipeline
+   alone. `python -m benchmarks.breakdown` splits the overhead by plugin and by operation (below).
 2. **Barge-in** (`benchmarks/bargein.py`): `speech_started` dispatched → output silent, through the
    Pipeline with every built-in plugin: on the `wav` output until `clear()` returned (its played
    counter stops), on a PortAudio device until the device clock plays the last sample, which
@@ -218,6 +222,11 @@ def write_markdown(path: Path, rows: list[dict], when: str, where: str) -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    if arguments[:1] == ["soak"]:  # the soak runs apart from the table: python -m benchmarks soak --help
+        from benchmarks.soak import main as soak_main
+
+        return soak_main(arguments[1:])
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes: check that everything runs")
     parser.add_argument("--only", metavar="NAMES", help=f"comma-separated subset of: {', '.join(NAMES)}")

@@ -360,6 +360,26 @@ def test_late_deltas_of_the_interrupted_response_are_dropped(tmp_path):
     assert h.audio.items["item_a"].generated_bytes == 200 * 48  # the truncate point stays right
 
 
+def test_audio_for_an_item_that_has_finished_is_not_even_decoded(tmp_path):
+    out = ScriptedOutput()
+    h = Harness(tmp_path, {}, output=out)
+
+    async def scenario():
+        await h.start()
+        h.answer("resp_1", "item_a", 200)
+        out.played["item_a"] = 200.0
+        h.finish("resp_1", "item_a")
+        assert h.audio.items["item_a"].done
+        # not base64 at all: decoding it would raise
+        h.server("response.audio.delta", response_id="resp_1", item_id="item_a", output_index=0, content_index=0,
+                 delta="not base64!")
+        await h.end()
+
+    run(scenario())
+    assert out.written == {"item_a": 200 * 48}
+    assert h.audio.items["item_a"].generated_bytes == 200 * 48
+
+
 def test_auto_truncate_leaves_truncation_to_the_server(tmp_path):
     clock = FakeClock()
     out = virtual_output(clock)

@@ -247,6 +247,39 @@ def test_secrets_said_aloud_are_masked(tmp_path, monkeypatch):
         assert "my key is ***" in text
 
 
+def test_a_written_answer_lets_go_of_its_deltas_and_old_turns_are_forgotten(tmp_path):
+    from voicepipe.builtin import transcript as transcript_plugin
+
+    s = transcript_session(tmp_path)
+    state = s.ctx.stash["transcript"]
+    turns = transcript_plugin.MAX_WRITTEN_TURNS // 2 + 10  # a user and an answer each
+    t = 1.0
+    for n in range(turns):
+        user_turn(s, t, f"item_u{n}", "Again?", transcript_at=t + 0.6)
+        end = answer(s, t + 1.0, f"item_a{n}", f"resp_{n}", ["One", "more", "time."])
+        assert len(state.turns[f"item_a{n}"].deltas) == 3  # kept while the answer is in progress
+        finish_answer(s, end, f"item_a{n}", f"resp_{n}", "One more time.")
+        assert state.turns[f"item_a{n}"].deltas == []  # written: the deltas are let go
+        t = end + 1.0
+    assert len(turn_lines(s)) == 2 * turns
+    assert len(state.turns) == len(state.written) == transcript_plugin.MAX_WRITTEN_TURNS
+    assert "item_u0" not in state.turns and "resp_0" not in state.responses
+    assert f"item_a{turns - 1}" in state.turns and f"resp_{turns - 1}" in state.responses
+    assert len(state.responses) <= transcript_plugin.MAX_WRITTEN_TURNS
+
+
+def test_a_late_delta_for_a_written_answer_adds_nothing(tmp_path):
+    s = transcript_session(tmp_path)
+    user_turn(s, 1.0, "item_u1", "Hello?", transcript_at=1.6)
+    t = answer(s, 2.0, "item_a1", "resp_1", ["Hi."])
+    finish_answer(s, t, "item_a1", "resp_1", "Hi.")
+    s.server(t + 0.1, "response.audio_transcript.delta", response_id="resp_1", item_id="item_a1", output_index=0,
+             content_index=0, delta=" late")
+    assert s.ctx.stash["transcript"].turns["item_a1"].deltas == []
+    s.end()
+    assert [line.split("] ", 1)[1] for line in turn_lines(s)] == ["User: Hello?", "Assistant: Hi."]
+
+
 def test_sessions_in_one_process_keep_their_own_state(tmp_path):
     a = transcript_session(tmp_path, name="a")
     b = transcript_session(tmp_path, name="b")

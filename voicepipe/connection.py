@@ -163,14 +163,19 @@ async def connect(target: Target, endpoint_url: str, credential: Any) -> AsyncIt
             "(check connection.endpoint and the network; raise connection.connect_timeout_s if it is slow)"
         ) from None
     except Exception as exc:
-        if type(exc).__name__ in ("CredentialUnavailableError", "ClientAuthenticationError"):
-            raise UsageError(_explain_connect_error(exc, target, where)) from None
-        raise SessionError(_explain_connect_error(exc, target, where)) from None
+        message = _explain_connect_error(exc, target, where)
+        if type(exc).__name__ in ("CredentialUnavailableError", "ClientAuthenticationError") or _refused(message):
+            raise UsageError(message) from None  # the credentials are the user's to fix: exit 2
+        raise SessionError(message) from None
     try:
         yield connection
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(manager.__aexit__(None, None, None), 5)
+
+
+def _refused(message: str) -> bool:
+    return " refused the connection: 401 " in message or " refused the connection: 403 " in message
 
 
 def _explain_connect_error(exc: BaseException, target: Target, where: str) -> str:

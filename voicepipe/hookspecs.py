@@ -127,6 +127,46 @@ def voicepipe_tool_call(
 
 
 @hookspec
+def voicepipe_disconnected(ctx: SessionContext, code: int | None, reason: str | None, reconnecting: bool) -> None:
+    """Called when the connection drops without a stop being asked for.
+
+    ``code`` and ``reason`` are the WebSocket close code and reason when the server sent them
+    (``None`` for a lost network). ``reconnecting`` says whether the runtime will try to connect
+    again (``connection.reconnect.attempts`` in the profile); if not, the session ends next.
+    Until :func:`voicepipe_reconnected`, ``ctx.send`` drops client events (captured audio is
+    buffered up to ``connection.reconnect.buffer_audio_s``) and no server event arrives: close
+    what was in flight, such as an answer that will never finish.
+    """
+
+
+@hookspec
+def voicepipe_reconnected(
+    ctx: SessionContext, attempts: int, gap_s: float, seeded_item_ids: list[str], buffered_audio_s: float
+) -> None:
+    """Called when a new connection is up after a drop, before its first server event.
+
+    By then the session configuration has been sent again and the conversation re-seeded from
+    :func:`voicepipe_history`. ``attempts`` counts the connection attempts this took, ``gap_s``
+    the seconds without a connection, ``seeded_item_ids`` are the ids of the re-sent items (their
+    ``conversation.item.created`` events follow: history, not new turns), ``buffered_audio_s`` the
+    captured audio kept from the gap, which the new connection receives first. The service starts a new session: ``session.created``
+    (with a new ``ctx.session_id``) and ``session.updated`` follow, and its audio timeline
+    (``audio_start_ms``, ``audio_end_ms``) starts again at zero.
+    """
+
+
+@hookspec(firstresult=True)
+def voicepipe_history(ctx: SessionContext) -> list[Mapping[str, str]] | None:
+    """Return the conversation so far, oldest first, to re-seed a new connection after a drop.
+
+    Each entry is ``{"role": "user" | "assistant", "text": "..."}``, with an interrupted answer
+    cut to what the user heard. The built-in transcript plugin answers from its transcript; a
+    plugin with its own memory of the conversation can answer first. The runtime keeps only the
+    newest entries within ``connection.reconnect.history_items`` and ``history_chars``.
+    """
+
+
+@hookspec
 def voicepipe_session_end(ctx: SessionContext, reason: str) -> Awaitable[None] | None:
     """Called exactly once when the session ends, however it ends.
 

@@ -121,8 +121,9 @@ def make_plugin_manager(
     if autoload:
         _load_entry_points(pm)
     if profile is not None:
-        for spec in profile.plugins:
-            name, plugin, source = load_plugin(spec, profile.base_dir)
+        for index, spec in enumerate(profile.plugins):
+            folder = profile.dir_of("plugins", index) if hasattr(profile, "dir_of") else profile.base_dir
+            name, plugin, source = load_plugin(spec, folder)
             pm.add(plugin, name, source)
     check_hooks(pm)
     return pm

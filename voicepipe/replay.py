@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from voicepipe.builtin.recorder import AUDIO_FIELDS
 from voicepipe.errors import UsageError
+from voicepipe.eventshape import malformed
 from voicepipe.sessionclock import preset_clock
 
 if TYPE_CHECKING:
@@ -37,6 +39,15 @@ EVENTS_FILE = "events.jsonl"
 #: stop reasons that end a replay with exit code 0
 CLEAN_REASONS = {"replay_finished", "user", "duration", "input_finished", "server_closed"}
 _DIRECTIONS = {"received": "server", "sent": "client"}
+#: the most values one recorded event may hold, and how deeply nested (real ones: hundreds, and 6)
+MAX_EVENT_VALUES = 100_000
+MAX_EVENT_DEPTH = 64
+#: elided audio is replayed as silence of its recorded length, up to this (a delta is ~100 KB)
+MAX_ELIDED_AUDIO_BYTES = 16 * 1024 * 1024
+#: recorded times are seconds on a monotonic clock: beyond this (30 years) a value is not a time
+MAX_SECONDS = 1e9
+#: direction -> what replay logs when it skips a record of that direction it cannot dispatch
+_MALFORMED = {"server": "malformed_server_event", "client": "malformed_client_event", "local": "malformed_playback_event"}
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -72,7 +83,9 @@ def read_recording(path: Path) -> list[dict]:
 
 def _read_jsonl(path: Path, text: str) -> list[dict]:
     records = []
-    lines = text.splitlines()
+    lines = text.split("\n")  # JSON Lines ends records at \n only: U+2028 and the like are text
+    if lines[-1] == "":
+        lines.pop()
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
@@ -81,11 +94,14 @@ def _read_jsonl(path: Path, text: str) -> list[dict]:
         except ValueError as exc:
             if number == len(lines):  # the last line of a killed run may be cut short
                 break
-            raise UsageError(f"{path}:{number}: not a JSON record ({exc.msg})") from None
+            raise UsageError(f"{path}:{number}: not a JSON record ({getattr(exc, 'msg', exc)})") from None
+        except RecursionError:
+            raise UsageError(f"{path}:{number}: not a recording (nested too deeply to read)") from None
         if not isinstance(data, dict):
             raise UsageError(f"{path}:{number}: expected a JSON object, got {type(data).__name__}")
         if isinstance(data.get("event"), dict):
-            records.append({"t": data.get("t"), "direction": data.get("direction", "server"), "event": data["event"]})
+            direction = str(data.get("direction", "server"))
+            records.append({"t": _seconds(data.get("t")), "direction": direction, "event": data["event"]})
         elif "type" in data:  # a bare server event
             records.append({"t": None, "direction": "server", "event": data})
         else:
@@ -97,11 +113,13 @@ def _read_cassette(path: Path, text: str) -> list[dict]:
     import yaml
 
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
         raise UsageError(f"{where}: not a recording: {getattr(exc, 'problem', None) or exc}") from None
+    except Exception as exc:  # PyYAML's constructors fail in their own ways on bad tagged values (!!bool x)
+        raise UsageError(f"{path}: not a recording: {type(exc).__name__}: {exc}") from None
     interactions = data.get("interactions") if isinstance(data, dict) else None
     if not isinstance(interactions, list):
         raise UsageError(f"{path}: not a recording (expected JSON lines, or YAML with an 'interactions' list)")
@@ -113,8 +131,7 @@ def _read_cassette(path: Path, text: str) -> list[dict]:
         event = interaction.get("data")
         if direction is None or not isinstance(event, dict):
             raise UsageError(f"{path}: interactions[{index}]: expected direction received|sent and a data mapping")
-        at = interaction.get("at")
-        records.append({"t": float(at) if at is not None else None, "direction": direction, "event": event})
+        records.append({"t": _seconds(interaction.get("at")), "direction": direction, "event": event})
     return records
 
 
@@ -172,10 +189,17 @@ async def replay(profile: Profile, source: Path, run_dir: Path, *, pm: pluggy.Pl
             if stop_reasons:
                 break
             if record["t"] is not None:
-                clock.t = float(record["t"])
+                clock.t = record["t"]
             direction, data = record["direction"], record["event"]
+            if direction in ("server", "client"):
+                data = _with_audio(data)  # before the shape check: elided audio is an object
+            problem = _problem(direction, data)
+            if problem is not None:
+                log.warning(_MALFORMED.get(direction, "malformed_recorded_event"),
+                            event_type=str(data.get("type"))[:80], problem=problem)
+                continue
             if direction == "server":
-                event = ServerEvent._deserialize(_with_audio(data), [])
+                event = ServerEvent._deserialize(data, [])
                 event_type = event.get("type")
                 if event_type == "session.created":
                     ctx.session_id = (event.get("session") or {}).get("id")
@@ -184,9 +208,11 @@ async def replay(profile: Profile, source: Path, run_dir: Path, *, pm: pluggy.Pl
                     ctx.session = dict(event.get("session") or {})
                 await pipeline.dispatch_and_wait(event)
             elif direction == "client":
-                pipeline.client_event(_with_audio(data))
+                pipeline.client_event(data)
             elif direction == "local":
                 pipeline.notify_playback(_on_replay_clock(data, origin, clock.t))
+            elif direction == "meta":
+                _replay_connection_change(pipeline, ctx, data)
         if stop_reasons:
             reason = stop_reasons[0]
     except BaseException:
@@ -200,12 +226,15 @@ async def replay(profile: Profile, source: Path, run_dir: Path, *, pm: pluggy.Pl
 
 def _with_audio(event: dict) -> dict:
     """Elided audio (``{"bytes": n, "sha256": …}``) back as ``n`` bytes of silence, base64."""
-    field = AUDIO_FIELDS.get(event.get("type", ""))
+    event_type = event.get("type")
+    field = AUDIO_FIELDS.get(event_type) if isinstance(event_type, str) else None
     if field is None:
         return event
     value = event.get(field)
     if isinstance(value, dict):
         length = value.get("bytes") if isinstance(value.get("bytes"), int) else 0
+        if not 0 <= length <= MAX_ELIDED_AUDIO_BYTES:
+            length = 0
         event = dict(event)
         event[field] = _silence(length)
     return event
@@ -223,15 +252,99 @@ def _silence(length: int) -> str:
     return text
 
 
-def _on_replay_clock(event: dict, origin: Optional[float], t: float) -> dict:
+def _on_replay_clock(event: dict, origin: Any, t: float) -> dict:
     """A playback milestone with its ``at`` moved from the live monotonic clock to the replay's."""
     event = dict(event)
-    at = event.get("at")
+    at, origin = _seconds(event.get("at")), _seconds(origin)
     if at is None:
         event["at"] = t
     elif origin is not None:
-        event["at"] = float(at) - float(origin)
+        event["at"] = at - origin
     return event
+
+
+def _seconds(value: Any) -> Optional[float]:
+    """A recorded time (or duration) as a float; ``None`` for anything that is not a number of
+    seconds a clock could read (finite, and within :data:`MAX_SECONDS` of zero)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond any float
+        return None
+    return value if math.isfinite(value) and abs(value) <= MAX_SECONDS else None
+
+
+_PLAYBACK_NUMBERS = ("played_ms", "generated_ms", "at")
+
+
+def _replay_connection_change(pipeline: Any, ctx: Any, meta: dict) -> None:
+    """A recorded drop or reconnect: tell the plugins as the live session did."""
+    kind = meta.get("type")
+    if kind == "connection.lost":
+        pipeline.call(
+            "voicepipe_disconnected",
+            "disconnected",
+            ctx=ctx,
+            code=meta.get("code") if isinstance(meta.get("code"), int) else None,
+            reason=meta.get("reason") if isinstance(meta.get("reason"), str) else None,
+            reconnecting=meta.get("reconnecting") is True,
+        )
+    elif kind == "connection.reconnected":
+        seeded = meta.get("seeded_item_ids")
+        pipeline.call(
+            "voicepipe_reconnected",
+            "reconnected",
+            ctx=ctx,
+            attempts=meta.get("attempts") if isinstance(meta.get("attempts"), int) else 1,
+            gap_s=_seconds(meta.get("gap_s")) or 0.0,
+            seeded_item_ids=[i for i in seeded if isinstance(i, str)] if isinstance(seeded, list) else [],
+            buffered_audio_s=_seconds(meta.get("buffered_audio_s")) or 0.0,
+        )
+
+
+def _problem(direction: str, event: dict) -> Optional[str]:
+    """Why a recorded event cannot be dispatched (too large, or its known fields have the wrong
+    type), or ``None``."""
+    oversized = _oversized(event)
+    if oversized is not None:
+        return oversized
+    if direction == "local":
+        return _playback_problem(event)
+    if direction in _MALFORMED:
+        return malformed(event)
+    return None
+
+
+def _oversized(event: dict) -> Optional[str]:
+    """What makes an event too large to dispatch, or ``None``. Values are counted with every
+    repetition of a shared one: YAML aliases make a small cassette hold exponentially many."""
+    count, stack = 0, [(event, 0)]
+    while stack:
+        value, depth = stack.pop()
+        count += 1
+        if count > MAX_EVENT_VALUES:
+            return f"more than {MAX_EVENT_VALUES} values"
+        if depth > MAX_EVENT_DEPTH:
+            return f"nested deeper than {MAX_EVENT_DEPTH} levels"
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+    return None
+
+
+def _playback_problem(event: dict) -> Optional[str]:
+    """Why a recorded playback milestone cannot be handed to plugins, or ``None``. The live audio
+    plugin only ever reports well-formed ones; a recording may hold anything."""
+    if not isinstance(event.get("type"), str):
+        return "'type' is not text"
+    for name in ("item_id", "response_id"):
+        if event.get(name) is not None and not isinstance(event.get(name), str):
+            return f"{name} is not text"
+    for name in _PLAYBACK_NUMBERS:
+        value = event.get(name)
+        if value is not None and _seconds(value) is None:
+            return f"{name} is not a finite number"
+    return None
 
 
 def _parse_time(value: Any) -> Optional[datetime]:

@@ -4,6 +4,11 @@ Three tasks share the connection: the reader dispatches server events in arrival
 sends client events from one ordered queue, and the session waits for a reason to stop (a signal,
 ``q`` + Enter, the ``--duration``, a plugin's ``ctx.stop``, the server closing). However the session
 ends, ``voicepipe_session_end`` runs exactly once and the connection is closed with code 1000.
+
+A connection that drops without a stop being asked for (any close but 1000, a lost network) is
+opened again within ``connection.reconnect``'s bounds (see :mod:`voicepipe.reconnect`): the plugins
+are told, the session configuration is sent again and the conversation re-seeded, and the plugins
+carry on across the gap.
 """
 
 from __future__ import annotations
@@ -15,20 +20,36 @@ import signal
 import stat
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping, Optional
+from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping, Optional, Sequence
 
 from voicepipe.connection import Target, connect, open_credential, resolve_target
 from voicepipe.errors import SessionError, VoicepipeError
+from voicepipe.eventshape import malformed
 from voicepipe.pipeline import Pipeline
+from voicepipe.reconnect import AudioGap, ReconnectPolicy, seed_events
 
 if TYPE_CHECKING:
     from voicepipe.plugins import VoicepipePluginManager
     from voicepipe.profile import Profile
 
 DEFAULT_SESSION_TIMEOUT_S = 15.0
+DEFAULT_INPUT_RATE = 24000
 _CLOSE = object()
 #: stop reasons that end the process with exit code 0
 CLEAN_REASONS = {"user", "duration", "input_finished", "server_closed", "replay_finished"}
+
+
+class _Link:
+    """One WebSocket connection and the tasks that serve it."""
+
+    def __init__(self, connection: Any, stack: contextlib.AsyncExitStack):
+        self.connection = connection
+        self.stack = stack
+        self.queue: asyncio.Queue = asyncio.Queue()
+        self.ready = asyncio.Event()  # session.updated received
+        self.writer: Optional[asyncio.Task] = None
+        self.reader: Optional[asyncio.Task] = None
+        self.watchdog: Optional[asyncio.Task] = None
 
 
 class SessionRunner:
@@ -50,14 +71,23 @@ class SessionRunner:
         self.duration = duration if duration is not None else profile.runtime.get("duration_s")
         self.handle_signals = handle_signals
         self.watch_stdin = watch_stdin
+        self.policy = ReconnectPolicy.from_profile(profile)
         self.pipeline = Pipeline(profile, pm, run_dir, log, send=self._enqueue, stop=self.request_stop)
         self.ctx = self.pipeline.ctx
         self.stop_reason: Optional[str] = None
         self.close_code: Optional[int] = None
-        self._queue: asyncio.Queue = asyncio.Queue()
-        self._stopped = asyncio.Event()
-        self._session_ready = asyncio.Event()
+        #: how many times the connection was opened again after a drop
+        self.reconnects = 0
+        self._link: Optional[_Link] = None
+        self._gap: Optional[AudioGap] = None  # set while disconnected
+        self._dropped_events: dict[str, int] = {}
+        self._drop: Optional[tuple[Optional[int], Optional[str]]] = None
+        self._failure = ""  # why the session failed, for the one-line error
+        self._session_update: dict = {}
+        self._stop_requested = asyncio.Event()
+        self._wake = asyncio.Event()  # a stop was asked for, or the connection dropped
         self._interrupts = 0
+        self._stdin_partial = b""
 
     # -- what plugins and controls call ----------------------------------------------------------
 
@@ -66,77 +96,264 @@ class SessionRunner:
             event = event.as_dict()  # an SDK ClientEvent model
         elif not isinstance(event, dict):
             event = dict(event)
-        self._queue.put_nowait(event)
+        link = self._link
+        if link is not None:
+            link.queue.put_nowait(event)
+        elif self._gap is not None and event.get("type") == "input_audio_buffer.append":
+            self._gap.add(event)
+        else:
+            event_type = str(event.get("type"))
+            self._dropped_events[event_type] = self._dropped_events.get(event_type, 0) + 1
 
     def request_stop(self, reason: str) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
             self.log.info("stopping", reason=reason)
-        self._stopped.set()
+        self._stop_requested.set()
+        self._wake.set()
+
+    def _connection_dropped(self, code: Optional[int], reason: Optional[str]) -> None:
+        if self._drop is None and not self._stop_requested.is_set():
+            self._drop = (code, reason)
+            self._wake.set()
 
     # -- the session -----------------------------------------------------------------------------
 
     async def run(self) -> int:
         from voicepipe.profile import build_request_session
 
+        _new_log_scope()
         target = resolve_target(self.profile)
         session = build_request_session(self.profile)
         self.pipeline.call("voicepipe_session_config", "session_config", profile=self.profile, session=session)
+        self._session_update = {"type": "session.update", "session": session.as_dict()}
         try:
             async with self._endpoint(target) as endpoint_url, open_credential(target) as credential:
                 self.log.info("connecting", target=target.describe())
-                async with connect(target, endpoint_url, credential) as connection:
-                    await self._converse(connection, session, target)
-        except VoicepipeError as exc:
-            self.stop_reason = self.stop_reason or "error"
-            await self.pipeline.end("error")
-            raise exc
+
+                async def reopen() -> _Link:
+                    return await self._open_link(target, endpoint_url, credential)
+
+                await self._converse(await reopen(), reopen, target)
         except BaseException:
             self.stop_reason = self.stop_reason or "error"
             await self.pipeline.end("error")
             raise
+        if self.stop_reason in ("connection_lost", "error") and self._failure:
+            raise SessionError(self._failure)
         if self.stop_reason == "server_closed" and self.close_code not in (None, 1000):
             raise SessionError(f"the server closed the connection (code {self.close_code})")
         return 0 if self.stop_reason in CLEAN_REASONS else 1
 
-    async def _converse(self, connection: Any, session: Any, target: Target) -> None:
-        writer = asyncio.create_task(self._write(connection), name="voicepipe writer")
-        self._enqueue({"type": "session.update", "session": session.as_dict()})
-        self.log.info("connected", target=target.describe())
-        reader = asyncio.create_task(self._read(connection), name="voicepipe reader")
-        watchdog = asyncio.create_task(self._watch_session_update(), name="voicepipe session watchdog")
-        controls = self._install_controls()
+    async def _open_link(self, target: Target, endpoint_url: str, credential: Any) -> _Link:
+        stack = contextlib.AsyncExitStack()
         try:
-            await self.pipeline.start()
-            await self._stopped.wait()
-        finally:
-            watchdog.cancel()
-            self._remove_controls(controls)
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
-            await self.pipeline.end(self.stop_reason or "error")
-            self._queue.put_nowait(_CLOSE)
-            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
-                await asyncio.wait_for(writer, 2)
-            writer.cancel()
-            with contextlib.suppress(Exception):
-                await connection.close(code=1000)
+            connection = await stack.enter_async_context(connect(target, endpoint_url, credential))
+        except BaseException:
+            await stack.aclose()
+            raise
+        return _Link(connection, stack)
 
-    async def _read(self, connection: Any) -> None:
+    async def _converse(self, link: _Link, reopen: Any, target: Target) -> None:
+        controls = self._install_controls()
+        current: Optional[_Link] = link
+        try:
+            self._attach(link)
+            self.log.info("connected", target=target.describe())
+            await self.pipeline.start()
+            while current is not None:
+                await self._wake.wait()
+                self._wake.clear()
+                if self._stop_requested.is_set() or self._drop is None:
+                    break
+                code, reason = self._drop
+                self._drop = None
+                current = await self._recover(current, code, reason, reopen)
+        finally:
+            try:
+                await self._finish(current)
+            finally:
+                # only now: a second Ctrl+C during the end hooks must still leave at once
+                self._remove_controls(controls)
+
+    def _attach(self, link: _Link, seeds: Sequence[dict] = ()) -> None:
+        """Make ``link`` the connection: configure the session, re-seed, send what the gap kept."""
+        link.writer = asyncio.create_task(self._write(link), name="voicepipe writer")
+        link.queue.put_nowait(self._session_update)
+        for event in seeds:
+            link.queue.put_nowait(event)
+        if self._gap is not None:
+            for event in self._gap.take():
+                link.queue.put_nowait(event)
+        self._gap = None
+        self._link = link
+        link.reader = asyncio.create_task(self._read(link), name="voicepipe reader")
+        link.watchdog = asyncio.create_task(self._watch_session_update(link), name="voicepipe session watchdog")
+
+    async def _recover(self, lost: _Link, code: Optional[int], reason: Optional[str], reopen: Any) -> Optional[_Link]:
+        """Connect again after a drop; the new link, or ``None`` when the session is to end.
+
+        A new connection counts as recovered once the service has answered ``session.update``;
+        one that drops before that is a failed attempt like a refused one.
+        """
+        attempts = self.policy.attempts
+        await self._lose(lost, code, reason, reconnecting=attempts > 0)
+        if attempts == 0:
+            self.close_code = code
+            self.request_stop("server_closed")
+            return None
+        loop = asyncio.get_running_loop()
+        lost_at = loop.time()
+        last_error = _describe_close(code, reason)
+        for attempt in range(1, attempts + 1):
+            delay = self.policy.delay(attempt)
+            self.log.info("reconnecting", attempt=attempt, attempts=attempts, delay_s=round(delay, 2))
+            if await self._stop_within(delay):
+                return None
+            opening = asyncio.ensure_future(reopen())
+            if not await self._unless_stopped(opening):
+                return None
+            error = opening.exception()
+            if isinstance(error, SessionError):
+                last_error = str(error)
+                self.log.warning("reconnect_failed", attempt=attempt, error=last_error)
+                continue
+            if error is not None:
+                raise error
+            link = self._resume(opening.result(), attempt, loop.time() - lost_at)
+            await self._unless_stopped(asyncio.ensure_future(_first_of(link.ready, self._wake)))
+            if link.ready.is_set() or self._stop_requested.is_set() or self._drop is None:
+                return link
+            self._wake.clear()
+            code, reason = self._drop
+            self._drop = None
+            last_error = f"the new connection closed before the session was configured ({_describe_close(code, reason)})"
+            self.log.warning("reconnect_failed", attempt=attempt, error=last_error)
+            await self._lose(link, code, reason, reconnecting=attempt < attempts)
+        self.close_code = code
+        self._failure = (
+            f"the connection was lost and {attempts} reconnect attempt(s) failed; last: {last_error} "
+            "(raise connection.reconnect.attempts to keep trying longer)"
+        )
+        self.log.error("reconnect_gave_up", attempts=attempts, error=last_error)
+        self.request_stop("connection_lost")
+        return None
+
+    async def _lose(self, link: _Link, code: Optional[int], reason: Optional[str], *, reconnecting: bool) -> None:
+        """Forget a dropped link, start buffering, and tell the plugins."""
+        self.log.warning("connection_lost", code=code, reason=reason or None, reconnecting=reconnecting)
+        rate = int((self.ctx.session or {}).get("input_audio_sampling_rate") or DEFAULT_INPUT_RATE)
+        self._link = None
+        self._gap = AudioGap(self.policy.buffer_audio_s, rate)
+        self._dropped_events = {}
+        await self._discard(link)
+        self.pipeline.call(
+            "voicepipe_disconnected", "disconnected", ctx=self.ctx, code=code, reason=reason, reconnecting=reconnecting
+        )
+
+    async def _unless_stopped(self, task: asyncio.Future) -> bool:
+        """Wait for ``task``; if a stop is asked for first, cancel it and return ``False``."""
+        stopping = asyncio.ensure_future(self._stop_requested.wait())
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if task.done():
+            return True
+        task.cancel()
+        with contextlib.suppress(BaseException):
+            await task
+        return False
+
+    def _resume(self, link: _Link, attempts: int, gap_s: float) -> _Link:
+        self.reconnects += 1
+        history = self.pipeline.first_result("voicepipe_history", "history", ctx=self.ctx) or []
+        seeds = seed_events(history, self.policy, self.reconnects)
+        gap = self._gap
+        buffered_s = gap.kept_s if gap is not None else 0.0
+        if gap is not None:
+            self.log.info("audio_gap", kept_s=round(buffered_s, 3), dropped_s=round(gap.dropped_s, 3))
+        if self._dropped_events:
+            self.log.warning("events_dropped_while_disconnected", counts=dict(self._dropped_events))
+        self._attach(link, seeds)
+        self.log.info("reconnected", attempts=attempts, gap_s=round(gap_s, 3), seeded_items=len(seeds))
+        self.pipeline.call(
+            "voicepipe_reconnected",
+            "reconnected",
+            ctx=self.ctx,
+            attempts=attempts,
+            gap_s=gap_s,
+            seeded_item_ids=[event["item"]["id"] for event in seeds],
+            buffered_audio_s=buffered_s,
+        )
+        return link
+
+    async def _stop_within(self, seconds: float) -> bool:
+        """Wait ``seconds``; ``True`` as soon as a stop is asked for."""
+        try:
+            await asyncio.wait_for(self._stop_requested.wait(), seconds)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def _discard(self, link: _Link) -> None:
+        """Tear down a link that has dropped: its tasks, its socket, its unsent events."""
+        for task in (link.reader, link.writer, link.watchdog):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+        while not link.queue.empty():
+            self._enqueue(link.queue.get_nowait())
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(link.stack.aclose(), 2)
+
+    async def _finish(self, link: Optional[_Link]) -> None:
+        """End the session: stop reading, run the end hooks, send what they queued, close with 1000."""
+        self._link_watchdog_off(link)
+        if link is not None and link.reader is not None:
+            link.reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await link.reader
+        await self.pipeline.end(self.stop_reason or "error")
+        if link is None:
+            return
+        link.queue.put_nowait(_CLOSE)
+        if link.writer is not None:
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError, Exception):
+                await asyncio.wait_for(link.writer, 2)
+            link.writer.cancel()
+        self._link = None
+        with contextlib.suppress(Exception):
+            await link.connection.close(code=1000)
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(link.stack.aclose(), 5)
+
+    @staticmethod
+    def _link_watchdog_off(link: Optional[_Link]) -> None:
+        if link is not None and link.watchdog is not None:
+            link.watchdog.cancel()
+
+    async def _read(self, link: _Link) -> None:
         from azure.ai.voicelive.aio import ConnectionClosed, ConnectionError
 
-        pipeline, ctx = self.pipeline, self.ctx
+        pipeline, ctx, connection = self.pipeline, self.ctx, link.connection
         while True:
             try:
                 event = await connection.recv()
             except ConnectionClosed as exc:
-                self.close_code = exc.code
                 self.log.info("server_closed", code=exc.code, reason=exc.reason or None)
-                self.request_stop("server_closed")
+                if exc.code == 1000:
+                    self.close_code = exc.code
+                    self.request_stop("server_closed")
+                else:
+                    self._connection_dropped(exc.code, exc.reason or None)
                 return
             except ConnectionError as exc:
-                self.log.warning("malformed_server_frame", error=str(exc))
+                if _is_malformed_frame(exc):
+                    self.log.warning("malformed_server_frame", error=str(exc))
+                    continue
+                self._connection_dropped(None, str(exc))
+                return
+            problem = malformed(event)
+            if problem is not None:
+                self.log.warning("malformed_server_event", event_type=str(event.get("type")), problem=problem)
                 continue
             event_type = event.get("type")
             if event_type == "session.created":
@@ -145,7 +362,7 @@ class SessionRunner:
                 self.log.info("session_created", session_id=ctx.session_id)
             elif event_type == "session.updated":
                 ctx.session = dict(event.get("session") or {})
-                self._session_ready.set()
+                link.ready.set()
             elif event_type == "error":
                 error = event.get("error") or {}
                 self.log.error("server_error", code=error.get("code"), message=error.get("message"), param=error.get("param"))
@@ -157,32 +374,31 @@ class SessionRunner:
                     except Exception as exc:
                         pipeline._plugin_failed(plugin_name, "voicepipe_event", event_type or "?", exc)
 
-    async def _write(self, connection: Any) -> None:
+    async def _write(self, link: _Link) -> None:
         from azure.ai.voicelive.aio import ConnectionError
 
         client_event = self.pipeline.client_event
         while True:
-            event = await self._queue.get()
+            event = await link.queue.get()
             if event is _CLOSE:
                 return
             client_event(event)
             try:
-                await connection.send(event)
+                await link.connection.send(event)
             except ConnectionError as exc:
                 self.log.warning("send_failed", event_type=event.get("type"), error=str(exc))
-                self.request_stop("server_closed")
+                self._connection_dropped(None, str(exc))
                 return
 
-    async def _watch_session_update(self) -> None:
+    async def _watch_session_update(self, link: _Link) -> None:
         timeout = float(self.profile.connection.get("session_timeout_s", DEFAULT_SESSION_TIMEOUT_S))
         try:
-            await asyncio.wait_for(self._session_ready.wait(), timeout)
+            await asyncio.wait_for(link.ready.wait(), timeout)
         except asyncio.TimeoutError:
-            self.log.error(
-                "no_session_updated",
-                message=f"the server did not answer session.update within {timeout:g} s",
-                hint="raise connection.session_timeout_s if the service is slow",
-            )
+            message = f"the server did not answer session.update within {timeout:g} s"
+            hint = "raise connection.session_timeout_s if the service is slow"
+            self.log.error("no_session_updated", message=message, hint=hint)
+            self._failure = self._failure or f"{message} ({hint})"
             self.request_stop("error")
 
     @contextlib.asynccontextmanager
@@ -194,7 +410,7 @@ class SessionRunner:
 
         scenario = target.emulator.get("scenario")
         if scenario is not None:
-            scenario = str(self.profile.base_dir / scenario)
+            scenario = str(self.profile.dir_of("connection", "emulator", "scenario") / scenario)
         emulator = Emulator(scenario, speed=float(target.emulator.get("speed", 1.0)))
         async with emulator:
             yield emulator.url
@@ -236,11 +452,21 @@ class SessionRunner:
         self.request_stop("user")
 
     def _on_stdin(self) -> None:
-        line = sys.stdin.readline()
-        if line == "":  # end of input from a pipe
-            asyncio.get_running_loop().remove_reader(sys.stdin.fileno())
+        # the raw descriptor, not sys.stdin: its buffer would hide lines that arrived together
+        fd = sys.stdin.fileno()
+        try:
+            data = os.read(fd, 4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:  # end of input from a pipe
+            asyncio.get_running_loop().remove_reader(fd)
             self.request_stop("user")
-        elif line.strip().lower() in ("q", "quit", "exit"):
+            return
+        *lines, partial = (self._stdin_partial + data).split(b"\n")
+        self._stdin_partial = partial if len(partial) <= 64 else b"-"  # too long to be a command
+        if any(line.strip().lower() in (b"q", b"quit", b"exit") for line in lines):
             self.request_stop("user")
 
 
@@ -254,6 +480,37 @@ def _stdin_kind() -> str:
     except (OSError, ValueError):
         return "none"
     return "pipe" if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) else "other"
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    """Return when any of ``events`` is set."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+def _describe_close(code: Optional[int], reason: Optional[str]) -> str:
+    if code is not None:
+        return f"close code {code}" + (f": {reason}" if reason else "")
+    return reason or "connection lost"
+
+
+def _is_malformed_frame(exc: BaseException) -> bool:
+    """The SDK raises its ConnectionError for a frame it cannot parse (the socket is still fine)
+    and for failures of the socket itself."""
+    return str(exc).startswith("Failed to parse message")
+
+
+def _new_log_scope() -> None:
+    """Give this session its own session id / turn tags in the log (sessions may share a process)."""
+    try:
+        from voicepipe.logsetup import session_scope
+    except ImportError:
+        return
+    session_scope()
 
 
 def _bind_session(session_id: Optional[str]) -> None:

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import contextlib
 import time
 from collections import OrderedDict
@@ -57,6 +58,7 @@ from typing import Any, Mapping, Optional
 
 import voicepipe
 from voicepipe.errors import UsageError
+from voicepipe.pipeline import event_fields
 
 STASH_KEY = "audio"
 BUILTIN_BACKENDS = ("pyaudio", "sounddevice", "wav", "null")
@@ -142,6 +144,14 @@ def _resolve_file(value: Any, base_dir: Any, run_dir: Optional[Path]) -> Any:
     return path
 
 
+def _file_folders(profile: Any) -> Any:
+    """What a relative ``audio.<direction>.file`` is relative to: the profile file that set it."""
+    dir_of = getattr(profile, "dir_of", None)
+    if dir_of is None:
+        return getattr(profile, "base_dir", None)
+    return lambda direction: dir_of("audio", direction, "file")
+
+
 def _flag(settings: Mapping[str, Any], key: str) -> Optional[bool]:
     value = settings.get(key)
     if value is None or isinstance(value, bool):
@@ -186,9 +196,10 @@ class AudioSettings:
         self.echo_reference = bool(_flag(section, "echo_reference"))
         self.input_backend, self.input_options = _direction_settings(section, "input")
         self.output_backend, self.output_options = _direction_settings(section, "output")
-        for options in (self.input_options, self.output_options):
+        for direction, options in (("input", self.input_options), ("output", self.output_options)):
             if "file" in options:
-                options["file"] = _resolve_file(options["file"], base_dir, run_dir)
+                folder = base_dir(direction) if callable(base_dir) else base_dir
+                options["file"] = _resolve_file(options["file"], folder, run_dir)
         timeout = self.input_options.pop("answer_timeout_s", DEFAULT_ANSWER_TIMEOUT_S)
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
             raise UsageError(f"audio.input.answer_timeout_s: expected seconds > 0, got {timeout!r}")
@@ -199,7 +210,7 @@ class AudioSettings:
 def voicepipe_configure(profile: Any) -> None:
     """Check the audio settings before anything connects: option types, backend options, and that
     an input file exists and can be read. Devices are opened only when the session starts."""
-    settings = AudioSettings(audio_settings(profile), getattr(profile, "base_dir", None))
+    settings = AudioSettings(audio_settings(profile), _file_folders(profile))
     for direction, name, options in (
         ("input", settings.input_backend, settings.input_options),
         ("output", settings.output_backend, settings.output_options),
@@ -231,7 +242,7 @@ class AudioSession:
     def __init__(self, ctx: Any, section: Mapping[str, Any]):
         self.ctx = ctx
         self.log = ctx.log
-        settings = AudioSettings(section, getattr(ctx.profile, "base_dir", None), ctx.run_dir)
+        settings = AudioSettings(section, _file_folders(ctx.profile), ctx.run_dir)
         if settings.unknown:
             ctx.log.warning("audio_unknown_settings", keys=settings.unknown, known=list(_SETTINGS_KEYS))
         self.chunk_ms = settings.chunk_ms
@@ -392,13 +403,26 @@ class AudioSession:
                 chunk = interleave(chunk, echo.window(captured_from, frames))
             elif codec is not None:
                 chunk = g711_encode(chunk, codec)
+            self.appends_queued += 1  # first: sending may report the append as sent at once
             send({"type": "input_audio_buffer.append", "audio": b64encode(chunk).decode("ascii")})
-            self.appends_queued += 1
         if not self._ending:
             await self._finish_after_input()
 
+    def on_reconnected(self, buffered_audio_s: float) -> None:
+        """A new connection's audio timeline (``audio_end_ms``) starts again at zero, with the
+        audio buffered during the gap: move the capture origin there."""
+        if self.input_started_at is not None:
+            latency = float(getattr(self.input, "latency_s", 0.0) or 0.0)
+            self.input_started_at = self.ctx.now() - latency - buffered_audio_s
+        # what was appended before now was dropped in the gap, or leaves first on the new connection
+        self.appends_sent = self.appends_queued
+        self.speech_active = self.awaiting_response = False
+        if self._changed is not None:
+            self._changed.set()
+
     def on_append_sent(self) -> None:
-        self.appends_sent += 1
+        # capped: after a reconnect the audio kept from the gap is sent on top of what was counted
+        self.appends_sent = min(self.appends_sent + 1, self.appends_queued)
         if self.appends_sent == self.appends_queued and self._changed is not None:
             self._changed.set()
 
@@ -459,6 +483,7 @@ class AudioSession:
     # -- server events -----------------------------------------------------------------------------
 
     def on_event(self, event: Any) -> None:
+        event = event_fields(event)
         kind = event.get("type")
         if kind == "response.audio.delta":
             self._on_delta(event)
@@ -491,18 +516,23 @@ class AudioSession:
         if response_id in self.interrupted_responses:
             return
         item_id = event.get("item_id") or ""
+        item = self.items.get(item_id)
+        if item is not None and item.done:
+            return  # interrupted: its late audio is neither decoded nor played
         delta = event.get("delta")
-        pcm = base64.b64decode(delta) if isinstance(delta, str) else bytes(delta or b"")
+        # the one decode of the delta: the other built-ins take lengths from the base64 text
+        try:
+            pcm = binascii.a2b_base64(delta) if isinstance(delta, str) else bytes(delta or b"")
+        except (binascii.Error, TypeError, ValueError):
+            self.log.warning("audio_delta_skipped", item_id=item_id, problem="not base64 audio")
+            return
         if self.output_format in ("g711_ulaw", "g711_alaw"):
             from voicepipe.audio.pcm import g711_decode
 
             pcm = g711_decode(pcm, self.output_format)
-        item = self.items.get(item_id)
         if item is None:
             item = self.items[item_id] = _Item(item_id, response_id)
             self._forget_old_items()
-        elif item.done:
-            return  # interrupted: its late audio is not played
         item.generated_bytes += len(pcm)
         if self.output_ready:
             self.output.write(pcm, item_id)
@@ -668,6 +698,13 @@ def voicepipe_client_event(event: Mapping[str, Any], ctx: Any) -> None:
         audio = ctx.stash.get(STASH_KEY)
         if audio is not None:
             audio.on_append_sent()
+
+
+@voicepipe.hookimpl
+def voicepipe_reconnected(ctx: Any, buffered_audio_s: float) -> None:
+    audio = ctx.stash.get(STASH_KEY)
+    if audio is not None:
+        audio.on_reconnected(buffered_audio_s)
 
 
 @voicepipe.hookimpl

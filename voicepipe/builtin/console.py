@@ -22,6 +22,7 @@ import sys
 from typing import Any, Mapping, Optional, TextIO
 
 import voicepipe
+from voicepipe.pipeline import event_fields
 from voicepipe.redact import REDACTOR
 from voicepipe.sessionclock import session_clock
 
@@ -53,6 +54,7 @@ class Console:
         self.unplayed: set = set()  # items with audio whose playback has not ended
         self.played: set = set()  # items whose playback ended
         self.playback_clock = playback_clock  # playback milestones tell when answers are heard
+        self.seeded: set = set()  # items re-sent after a reconnect: already shown
 
     # -- output ------------------------------------------------------------------------------------
 
@@ -101,6 +103,14 @@ class Console:
         self.stream.write(_CLEAR_LINE + status[:width])
         self.status_shown = True
 
+    def disconnected(self, code: Optional[int], reconnecting: bool) -> None:
+        why = f"code {code}" if code is not None else "network"
+        self.line(f"Connection lost ({why})" + ("; reconnecting..." if reconnecting else "."))
+
+    def reconnected(self, gap_s: float, seeded: list) -> None:
+        self.seeded.update(seeded)
+        self.line(f"Reconnected after {gap_s:.1f} s; the conversation carries on.")
+
     def end(self, reason: str) -> None:
         """Take the status line away and say how the session ended."""
         if self.tty and self.status_shown:
@@ -112,8 +122,23 @@ class Console:
     # -- events -----------------------------------------------------------------------------------------
 
     def on_event(self, event: Any) -> None:
+        event = event_fields(event)
         kind = event.get("type")
-        if kind == "session.created":
+        # the deltas first: most events are deltas
+        if kind in ("response.audio.delta", "response.output_audio.delta"):
+            item_id = event.get("item_id")
+            if self.playback_clock:
+                if item_id not in self.played:
+                    self.unplayed.add(item_id)
+            else:
+                self.set_state(SPEAKING)
+        elif kind in _WORD_DELTAS:
+            self.assistant_words += _text(event.get("delta"))
+            if kind in ("response.text.delta", "response.output_text.delta") and not self.playback_clock:
+                self.set_state(SPEAKING)
+            if self.state == SPEAKING:
+                self.refresh()
+        elif kind == "session.created":
             session = event.get("session") or {}
             model = session.get("model")
             self.line(f"Session {session.get('id', '?')} started" + (f" (model {model})" if model else ""))
@@ -134,7 +159,7 @@ class Console:
             self.user_words = ""
             self.line(f"You: {(event.get('transcript') or '').strip()}", final_words=True)
         elif kind == "conversation.item.input_audio_transcription.failed":
-            error = event.get("error") or {}
+            error = _mapping(event.get("error"))
             self.line(f"error: transcription failed: {error.get('message') or error.get('code') or 'no reason given'}")
         elif kind == "conversation.item.created":
             self._item_created(event.get("item") or {})
@@ -142,19 +167,6 @@ class Console:
             self.assistant_words = ""
             if self.state != SPEAKING:
                 self.set_state(THINKING)
-        elif kind in ("response.audio.delta", "response.output_audio.delta"):
-            item_id = event.get("item_id")
-            if self.playback_clock:
-                if item_id not in self.played:
-                    self.unplayed.add(item_id)
-            else:
-                self.set_state(SPEAKING)
-        elif kind in _WORD_DELTAS:
-            self.assistant_words += event.get("delta") or ""
-            if kind in ("response.text.delta", "response.output_text.delta") and not self.playback_clock:
-                self.set_state(SPEAKING)
-            if self.state == SPEAKING:
-                self.refresh()
         elif kind in ("response.audio_transcript.done", "response.output_audio_transcript.done"):
             self._answer(event.get("item_id"), event.get("transcript"))
         elif kind in ("response.text.done", "response.output_text.done"):
@@ -162,7 +174,7 @@ class Console:
         elif kind == "response.output_item.done":
             item = event.get("item") or {}
             if item.get("type") == "message" and item.get("role") == "assistant":
-                self._answer(item.get("id"), _content_text(item.get("content") or []))
+                self._answer(item.get("id"), _content_text(item.get("content")))
         elif kind == "response.function_call_arguments.done":
             self.line(f"[tool] {event.get('name')} {_compact_json(event.get('arguments') or '')}")
         elif kind == "response.done":
@@ -172,8 +184,9 @@ class Console:
             code = f" ({error.get('code')})" if error.get("code") else ""
             self.line(f"error: {error.get('message') or 'the service reported an error'}{code}")
         elif kind == "warning":
-            warning = event.get("warning") or {}
-            self.line(f"warning: {warning.get('message') or warning}")
+            warning = event.get("warning")
+            message = warning.get("message") if isinstance(warning, Mapping) else None
+            self.line(f"warning: {message or warning or 'the service sent a warning'}")
 
     def on_playback(self, event: Mapping[str, Any]) -> None:
         self.playback_clock = True
@@ -194,14 +207,16 @@ class Console:
             self.set_state(LISTENING)
 
     def _item_created(self, item: Mapping[str, Any]) -> None:
-        if item.get("type") != "message" or item.get("role") != "user":
+        if item.get("type") != "message" or item.get("role") != "user" or _id(item.get("id")) in self.seeded:
             return
-        typed = [c.get("text") for c in item.get("content") or [] if c.get("type") == "input_text" and c.get("text")]
+        typed = [_text(c.get("text")) for c in _parts(item.get("content")) if c.get("type") == "input_text"]
+        typed = [words for words in typed if words]
         if typed:
             self.line(f"You: {' '.join(typed)}", final_words=True)
 
-    def _answer(self, item_id: Optional[str], text: Optional[str]) -> None:
-        if item_id in self.printed_answers or not text:
+    def _answer(self, item_id: Any, text: Any) -> None:
+        item_id = _id(item_id)
+        if item_id in self.printed_answers or not text or not isinstance(text, str):
             return
         self.printed_answers.add(item_id)
         self.assistant_words = ""
@@ -222,19 +237,40 @@ class Console:
             self.set_state(LISTENING)
 
 
-def _content_text(content: list) -> str:
-    return " ".join(
-        (part.get("transcript") or part.get("text") or "").strip()
-        for part in content
-        if isinstance(part, Mapping) and (part.get("transcript") or part.get("text"))
-    )
+def _content_text(content: Any) -> str:
+    """The words of an item's ``content`` parts (anything that is not a list of parts has none)."""
+    words = [_text(part.get("transcript")) or _text(part.get("text")) for part in _parts(content)]
+    return " ".join(text.strip() for text in words if text)
 
 
 def _compact_json(text: str) -> str:
     try:
         return json.dumps(json.loads(text), ensure_ascii=False)
-    except ValueError:
+    except (ValueError, TypeError, RecursionError):  # not JSON text, or nested deeper than the parser goes
         return " ".join(str(text).split())
+
+
+# -- reading nested fields: the runtime checks an event's own fields, not what objects in them hold --
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """An object field of an event (``item``, ``error`` ...), or an empty one if it is not an object."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _parts(value: Any) -> list:
+    """The objects of a list field (``content``); a field that is not a list holds none."""
+    return [part for part in value if isinstance(part, Mapping)] if isinstance(value, list) else []
+
+
+def _id(value: Any) -> Optional[str]:
+    """An id (``item.id``): text, else ``None``."""
+    return value if isinstance(value, str) else None
+
+
+def _text(value: Any) -> str:
+    """A text field, or ``""`` when it is missing or not text."""
+    return value if isinstance(value, str) else ""
 
 
 # -- hooks --------------------------------------------------------------------------------------------
@@ -269,6 +305,20 @@ def voicepipe_playback(event: Mapping[str, Any], ctx: Any) -> None:
     console = ctx.stash.get(STASH_KEY)
     if console is not None:
         console.on_playback(event)
+
+
+@voicepipe.hookimpl
+def voicepipe_disconnected(ctx: Any, code: Optional[int], reconnecting: bool) -> None:
+    console = ctx.stash.get(STASH_KEY)
+    if console is not None:
+        console.disconnected(code, reconnecting)
+
+
+@voicepipe.hookimpl
+def voicepipe_reconnected(ctx: Any, gap_s: float, seeded_item_ids: list) -> None:
+    console = ctx.stash.get(STASH_KEY)
+    if console is not None:
+        console.reconnected(gap_s, seeded_item_ids)
 
 
 @voicepipe.hookimpl

@@ -75,6 +75,7 @@ The per-session state lives at ``ctx.stash["metrics"]`` (a :class:`SessionMetric
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections import deque
 from dataclasses import dataclass
@@ -83,6 +84,7 @@ from typing import Any, Callable, Mapping, Optional
 from voicepipe import hookimpl
 from voicepipe.errors import UsageError
 from voicepipe.metrics_stats import PERCENTILE_METHOD, add_usage, format_table, summarize
+from voicepipe.pipeline import event_fields
 
 STASH_KEY = "metrics"
 JSONL_NAME = "metrics.jsonl"
@@ -174,6 +176,7 @@ class Turn:
         "trigger",
         "speech_stopped_at",
         "audio_end_ms",
+        "input_origin",
         "create_sent_at",
         "first_audio_at",
         "audio_chars",
@@ -197,6 +200,7 @@ class Turn:
         self.trigger = "server"
         self.speech_stopped_at: Optional[float] = None
         self.audio_end_ms: Optional[float] = None
+        self.input_origin: Optional[float] = None  # the capture origin audio_end_ms counts from
         self.create_sent_at: Optional[float] = None
         self.first_audio_at: Optional[float] = None
         self.audio_chars = 0
@@ -239,7 +243,7 @@ class SessionMetrics:
         self.item_response: dict[str, str] = {}
         self.call_turn: dict[str, Turn] = {}
         self.pending_creates: deque[float] = deque()
-        self.pending_speech: Optional[tuple[float, float]] = None
+        self.pending_speech: Optional[tuple[float, float, Optional[float]]] = None
         self.first_append_start: Optional[float] = None
         self.values: dict[str, list[float]] = {name: [] for name in SUMMARY_METRICS}
         self.token_totals: dict[str, Any] = {}
@@ -281,20 +285,23 @@ class SessionMetrics:
             turn = self._turn(event.get("response_id"))
         if turn.first_audio_at is None:
             turn.first_audio_at = self.now()
-        turn.audio_chars += len(event.get("delta") or "")
+        delta = event.get("delta")
+        if isinstance(delta, str):
+            turn.audio_chars += len(delta)
 
     def _on_speech_stopped(self, event: Any) -> None:
-        audio_end_ms = event.get("audio_end_ms")
-        if isinstance(audio_end_ms, (int, float)):
-            self.pending_speech = (self.now(), float(audio_end_ms))
+        audio_end_ms = _finite(event.get("audio_end_ms"))
+        if audio_end_ms is not None:
+            # the origin as of now: a reconnect starts a new audio timeline
+            self.pending_speech = (self.now(), float(audio_end_ms), self.input_started_at())
 
     def _on_response_created(self, event: Any) -> None:
-        response = event.get("response") or {}
-        turn = self._turn(response.get("id"))
+        response = _mapping(event.get("response"))
+        turn = self._turn(_id(response.get("id")))
         turn.created_at = self.now()
         turn.bytes_per_second = self._output_bytes_per_second(response.get("output_audio_format"))
         if self.pending_speech is not None:
-            turn.speech_stopped_at, turn.audio_end_ms = self.pending_speech
+            turn.speech_stopped_at, turn.audio_end_ms, turn.input_origin = self.pending_speech
             self.pending_speech = None
             turn.trigger = "speech"
         if self.pending_creates:
@@ -303,8 +310,7 @@ class SessionMetrics:
 
     def _on_output_item_added(self, event: Any) -> None:
         response_id = event.get("response_id")
-        item = event.get("item") or {}
-        item_id = item.get("id")
+        item_id = _id(_mapping(event.get("item")).get("id"))
         turn = self._turn(response_id)
         if item_id is not None:
             self.item_response[item_id] = response_id
@@ -320,14 +326,16 @@ class SessionMetrics:
         self.call_turn[call_id] = turn
 
     def _on_response_done(self, event: Any) -> None:
-        response = event.get("response") or {}
-        turn = self._turn(response.get("id"))
+        response = _mapping(event.get("response"))
+        turn = self._turn(_id(response.get("id")))
         turn.done_at = self.now()
         turn.status = _text(response.get("status"))
-        turn.usage = _plain(response.get("usage")) if response.get("usage") is not None else None
-        for output in response.get("output") or ():
-            if _text(output.get("type")) == "function_call":
-                self._register_call(turn, output.get("call_id"), output.get("name"))
+        usage = response.get("usage")
+        turn.usage = _plain(usage) if isinstance(usage, Mapping) else None
+        outputs = response.get("output")
+        for output in outputs if isinstance(outputs, list) else ():
+            if isinstance(output, Mapping) and _text(output.get("type")) == "function_call":
+                self._register_call(turn, _id(output.get("call_id")), output.get("name"))
         self._maybe_write(turn)
 
     def _on_error(self, event: Any) -> None:
@@ -338,7 +346,8 @@ class SessionMetrics:
     # -- client events -------------------------------------------------------------------------------
 
     def _on_first_append(self, event: Mapping[str, Any]) -> None:
-        audio = event.get("audio") or ""
+        audio = event.get("audio")
+        audio = audio if isinstance(audio, str) else ""
         rate, width = self._input_format()
         chunk_seconds = len(audio) * 3 / 4 / width / rate
         self.first_append_start = self.now() - chunk_seconds
@@ -349,13 +358,14 @@ class SessionMetrics:
         self.pending_creates.append(self.now())
 
     def _on_item_create(self, event: Mapping[str, Any]) -> None:
-        item = event.get("item") or {}
+        item = _mapping(event.get("item"))
+        call_id = _id(item.get("call_id"))
         if item.get("type") != "function_call_output":
             return
-        turn = self.call_turn.pop(item.get("call_id"), None)
+        turn = self.call_turn.pop(call_id, None)
         if turn is None:
             return
-        turn.calls[item.get("call_id")][2] = self.now()
+        turn.calls[call_id][2] = self.now()
         self._maybe_write(turn)
 
     # -- playback ------------------------------------------------------------------------------------
@@ -414,7 +424,10 @@ class SessionMetrics:
                 value = record[name]
                 if value is not None:
                     self.values[name].append(value)
-        add_usage(self.token_totals, record["usage"])
+        try:
+            add_usage(self.token_totals, record["usage"])
+        except TypeError:  # a number where an earlier usage had a mapping, or the other way round
+            self.ctx.log.warning("metrics_usage_not_totalled", response_id=turn.response_id)
         for sink in list(self.sinks):
             try:
                 sink.observe(record)
@@ -460,7 +473,7 @@ class SessionMetrics:
     def _speech_end(self, turn: Turn) -> Optional[float]:
         if turn.audio_end_ms is None:
             return None
-        started = self.input_started_at()
+        started = turn.input_origin if turn.input_origin is not None else self.input_started_at()
         return None if started is None else started + turn.audio_end_ms / 1000
 
     def input_started_at(self) -> Optional[float]:
@@ -543,12 +556,36 @@ def _text(value: Any) -> Any:
 
 
 def _plain(value: Any) -> Any:
-    """SDK models and enums as plain JSON-ready dicts, lists and scalars."""
+    """SDK models and enums as plain JSON-ready dicts, lists and scalars (NaN and the infinities,
+    which JSON cannot hold, as ``None``)."""
     if isinstance(value, Mapping):
         return {str(key): _plain(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return _text(value)
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """An object field of an event (``response``, ``item``), or an empty one if it is not an object."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _id(value: Any) -> Optional[str]:
+    """An id read from inside an event's objects (``item.id``, ``response.id``): text, else ``None``."""
+    return value if isinstance(value, str) else None
+
+
+def _finite(value: Any) -> Optional[float]:
+    """A number field as a float, or ``None`` when it is missing or not a finite number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 # -- hooks -------------------------------------------------------------------------------------------
@@ -586,9 +623,10 @@ def _open_sinks(settings: MetricsSettings, log: Any) -> list:
 def voicepipe_event(event: Any, ctx: Any) -> None:
     state = ctx.stash.get(STASH_KEY)
     if state is not None:
-        handler = state.handlers.get(event.get("type"))
+        fields = event_fields(event)
+        handler = state.handlers.get(fields.get("type"))
         if handler is not None:
-            handler(event)
+            handler(fields)
 
 
 @hookimpl

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import Hashable, Mapping
 from typing import Any
 
 from voicepipe import hookimpl
+from voicepipe.pipeline import event_fields
 
 _PENDING = "tools.pending"
 
@@ -23,6 +25,7 @@ def _calls(ctx: Any) -> dict:
 
 @hookimpl
 def voicepipe_event(event: Any, ctx: Any) -> None:
+    event = event_fields(event)
     event_type = event.get("type")
     if event_type == "response.function_call_arguments.done":
         _calls(ctx).setdefault(event.get("response_id"), []).append(
@@ -30,7 +33,8 @@ def voicepipe_event(event: Any, ctx: Any) -> None:
         )
     elif event_type == "response.done":
         response = event.get("response") or {}
-        calls = _calls(ctx).pop(response.get("id"), None)
+        response_id = response.get("id") if isinstance(response, Mapping) else None
+        calls = _calls(ctx).pop(response_id, None) if isinstance(response_id, Hashable) else None
         if calls and response.get("status") == "completed":
             ctx.spawn(_run_calls(calls, ctx), name="tool calls")
 
@@ -50,9 +54,11 @@ async def _run_calls(calls: list, ctx: Any) -> None:
 async def _run_one(call_id: str, name: str, raw_arguments: str, ctx: Any) -> str:
     try:
         arguments = json.loads(raw_arguments)
-    except ValueError:
+    except (ValueError, TypeError, RecursionError):  # not JSON text, or nested deeper than the parser goes
+        arguments = None
+    if not isinstance(arguments, dict):  # the hook promises tools a mapping of arguments
         ctx.log.warning("tool_arguments_not_json", tool=name, call_id=call_id)
-        return json.dumps({"error": f"arguments for {name} were not valid JSON"})
+        return json.dumps({"error": f"arguments for {name} were not a valid JSON object"})
     started = ctx.now()
     try:
         result = ctx.hook.voicepipe_tool_call(name=name, arguments=arguments, call_id=call_id, ctx=ctx)

@@ -42,19 +42,26 @@ everything written so far.
 
 from __future__ import annotations
 
+import collections
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, TextIO
 
 import voicepipe
+from voicepipe.pipeline import event_fields
 from voicepipe.redact import REDACTOR
-from voicepipe.sessionclock import at_time, event_time, session_clock
+from voicepipe.sessionclock import at_time, elapsed, event_time, session_clock
 
 TEXT_FILE = "transcript.txt"
 JSONL_FILE = "transcript.jsonl"
 STASH_KEY = "transcript"
 ELLIPSIS = "…"
 LABELS = {"user": "User", "assistant": "Assistant", "tool_call": "Tool call", "tool_result": "Tool result"}
+#: written turns still known by item id (older ones are forgotten)
+MAX_WRITTEN_TURNS = 200
+#: turns kept in memory to re-seed a new connection after a drop (the runtime sends fewer)
+HISTORY_LIMIT = 1000
 
 
 @dataclass
@@ -103,21 +110,27 @@ class Transcript:
         self.turns: dict[str, Turn] = {}
         self.pending: list[Turn] = []
         self.responses: dict[str, list[Turn]] = {}
+        self.written: collections.deque[Turn] = collections.deque()
+        #: what was said and heard, for :func:`voicepipe_history`
+        self.history: collections.deque = collections.deque(maxlen=HISTORY_LIMIT)
+        #: items the runtime re-created on a new connection: history, not new turns
+        self.seeded: set[str] = set()
 
     # -- server events -----------------------------------------------------------------------------
 
     def on_event(self, event: Any, t: float) -> None:
+        """Take in one server event that arrived at session time ``t`` (its fields: a mapping)."""
         handler = _HANDLERS.get(event.get("type"))
         if handler is not None:
             handler(self, event, t)
             self._advance()
 
     def session_created(self, event: Any, t: float) -> None:
-        self.session_id = (event.get("session") or {}).get("id") or self.session_id
+        self.session_id = _id(_mapping(event.get("session")).get("id")) or self.session_id
 
     def session_updated(self, event: Any, t: float) -> None:
         self.config = dict(event.get("session") or {})
-        self.session_id = self.config.get("id") or self.session_id
+        self.session_id = _id(self.config.get("id")) or self.session_id
         self._write_header()
 
     def speech_started(self, event: Any, t: float) -> None:
@@ -135,16 +148,19 @@ class Transcript:
                 turn.complete = turn.skip = True
 
     def item_created(self, event: Any, t: float) -> None:
-        item = event.get("item") or {}
-        item_id, kind, role = item.get("id"), item.get("type"), item.get("role")
+        item = _mapping(event.get("item"))
+        item_id, kind, role = _id(item.get("id")), item.get("type"), item.get("role")
+        if item_id in self.seeded:
+            return
         if kind == "message" and role == "user":
             turn = self._user(item_id, t)
             turn.committed = True
             if turn.complete:
                 return
-            content = item.get("content") or []
-            typed = [c.get("text") or "" for c in content if c.get("type") in ("input_text", "text")]
-            spoken = [c.get("transcript") for c in content if c.get("type") == "input_audio" and c.get("transcript")]
+            content = _parts(item.get("content"))
+            typed = [_text(c.get("text")) for c in content if c.get("type") in ("input_text", "text")]
+            spoken = [_text(c.get("transcript")) for c in content if c.get("type") == "input_audio"]
+            spoken = [words for words in spoken if words]
             if typed or spoken:
                 self._finish_user(turn, " ".join(s.strip() for s in (typed or spoken)), t)
             elif any(c.get("type") == "input_audio" for c in content) and not self.config.get("input_audio_transcription"):
@@ -152,7 +168,7 @@ class Transcript:
                 self._finish_user(turn, None, t)
         elif kind == "message" and role == "assistant" and item_id not in self.turns:
             # not announced by a response: a message the client put in the history
-            text = _content_text(item.get("content") or [])
+            text = _content_text(_parts(item.get("content")))
             if item.get("status") == "completed" and text:
                 turn = self._new(Turn("assistant", item_id, t, end=t, text=text, text_done=True))
                 turn.complete = True
@@ -184,7 +200,7 @@ class Transcript:
     def transcription_failed(self, event: Any, t: float) -> None:
         turn = self._user(event.get("item_id"), t)
         if not turn.complete:
-            error = event.get("error") or {}
+            error = _mapping(event.get("error"))
             turn.note = f"transcription failed: {error.get('message') or error.get('code') or 'no reason given'}"
             self._finish_user(turn, None, t)
 
@@ -197,8 +213,8 @@ class Transcript:
                     self._finish_assistant(turn, t)
 
     def output_item_added(self, event: Any, t: float) -> None:
-        item = event.get("item") or {}
-        item_id, response_id = item.get("id"), event.get("response_id")
+        item = _mapping(event.get("item"))
+        item_id, response_id = _id(item.get("id")), event.get("response_id")
         if item.get("type") == "message" and item.get("role", "assistant") == "assistant":
             turn = self.turns.get(item_id) or self._new(Turn("assistant", item_id, t))
         elif item.get("type") == "function_call":
@@ -217,8 +233,8 @@ class Transcript:
 
     def text_delta(self, event: Any, t: float) -> None:
         turn = self._assistant(event, t)
-        if turn is not None and not turn.text_done:
-            turn.deltas.append((turn.audio_bytes, event.get("delta") or ""))
+        if turn is not None and not turn.text_done and not turn.complete:
+            turn.deltas.append((turn.audio_bytes, _text(event.get("delta"))))
             if turn.first_output is None:
                 turn.first_output = t
 
@@ -229,13 +245,13 @@ class Transcript:
         self._text_done(event, event.get("text"), t)
 
     def output_item_done(self, event: Any, t: float) -> None:
-        item = event.get("item") or {}
-        turn = self.turns.get(item.get("id"))
+        item = _mapping(event.get("item"))
+        turn = self.turns.get(_id(item.get("id")))
         if turn is None or turn.complete:
             return
         if turn.role == "assistant":
             if not turn.text_done:
-                turn.text = _content_text(item.get("content") or []) or "".join(d for _, d in turn.deltas)
+                turn.text = _content_text(_parts(item.get("content"))) or "".join(d for _, d in turn.deltas)
                 turn.text_done = True
             self._settle(turn, t)
         elif turn.role == "tool_call":
@@ -250,7 +266,7 @@ class Transcript:
         response = event.get("response") or {}
         status = response.get("status")
         details = response.get("status_details") or {}
-        for turn in self.responses.get(response.get("id"), []):
+        for turn in self.responses.get(_id(response.get("id")), []):
             turn.response_done = True
             turn.response_status = status
             turn.response_reason = details.get("reason") if isinstance(details, Mapping) else None
@@ -264,7 +280,7 @@ class Transcript:
     def item_truncated(self, event: Any, t: float) -> None:
         turn = self.turns.get(event.get("item_id"))
         if turn is not None and turn.role == "assistant":
-            turn.truncated_ms = event.get("audio_end_ms")
+            turn.truncated_ms = _finite(event.get("audio_end_ms"))
             if not turn.complete:
                 self._settle(turn, t)
 
@@ -303,7 +319,7 @@ class Transcript:
                 waits_for_truncation = (
                     turn.response_status == "cancelled"
                     and turn.truncated_ms is None
-                    and bool((self.config.get("turn_detection") or {}).get("auto_truncate"))
+                    and bool(_mapping(self.config.get("turn_detection")).get("auto_truncate"))
                 )
                 if not waits_for_truncation:
                     self._finish_assistant(turn, t)
@@ -352,7 +368,7 @@ class Transcript:
         turn = self._assistant(event, t)
         if turn is None or turn.complete or turn.text_done:
             return
-        turn.text = text if text is not None else "".join(d for _, d in turn.deltas)
+        turn.text = text if isinstance(text, str) else "".join(d for _, d in turn.deltas)
         turn.text_done = True
         self._settle(turn, t)
 
@@ -392,6 +408,20 @@ class Transcript:
             turn = self.pending.pop(0)
             if not turn.skip:
                 self._write_turn(turn)
+            self._retire(turn)
+
+    def _retire(self, turn: Turn) -> None:
+        """A written turn lets go of its deltas; only the latest :data:`MAX_WRITTEN_TURNS` stay
+        known (so that late events for them are recognised), so a long session does not grow."""
+        turn.deltas = []
+        self.written.append(turn)
+        while len(self.written) > MAX_WRITTEN_TURNS:
+            old = self.written.popleft()
+            if old.item_id is not None and self.turns.get(old.item_id) is old:
+                del self.turns[old.item_id]
+            siblings = self.responses.get(old.response_id)
+            if siblings is not None and all(sibling.complete for sibling in siblings):
+                del self.responses[old.response_id]
 
     def flush(self) -> None:
         """Complete and write every turn still waiting (the session is over)."""
@@ -452,10 +482,25 @@ class Transcript:
             record["generated_ms"] = _ms(turn.generated_ms)
         if turn.note:
             record["note"] = turn.note
+        if turn.role in ("user", "assistant") and turn.text:
+            self.history.append({"role": turn.role, "text": turn.text})
         self.jsonl_file.write(REDACTOR.redact(json.dumps(record, ensure_ascii=False)) + "\n")
 
     def _write_text(self, text: str) -> None:
         self.text_file.write(REDACTOR.redact(text))
+
+    def connection_lost(self, code: Optional[int], reconnecting: bool, t: float) -> None:
+        """Write out what was said before the drop (an answer in flight stays unfinished)."""
+        self.flush()
+        why = f"code {code}" if code is not None else "network"
+        self._write_text(f"[{format_time(t)}] -- connection lost ({why}){', reconnecting' if reconnecting else ''} --\n")
+
+    def reconnected(self, attempts: int, gap_s: float, seeded: list, t: float) -> None:
+        self.seeded.update(seeded)
+        self._write_text(
+            f"[{format_time(t)}] -- reconnected after {gap_s:.1f} s ({attempts} attempt{'s' if attempts != 1 else ''}); "
+            f"{len(seeded)} earlier turn{'s' if len(seeded) != 1 else ''} re-sent --\n"
+        )
 
     def close(self) -> None:
         for file in (self.text_file, self.jsonl_file):
@@ -551,7 +596,7 @@ def describe_session(ctx: Any, config: Mapping[str, Any], session_id: Optional[s
         transcription = config.get("input_audio_transcription")
         rows.append(("input transcription", str(transcription.get("model")) if isinstance(transcription, Mapping) else "off"))
         modalities = config.get("modalities")
-        if modalities:
+        if modalities and isinstance(modalities, list):
             rows.append(("modalities", ", ".join(str(m) for m in modalities)))
     else:
         rows.append(("configuration", "unknown (no session.updated received)"))
@@ -577,10 +622,44 @@ def _content_text(content: list) -> str:
     parts = []
     for part in content:
         if isinstance(part, Mapping):
-            value = part.get("transcript") or part.get("text")
+            value = _text(part.get("transcript")) or _text(part.get("text"))
             if value:
                 parts.append(value)
     return " ".join(p.strip() for p in parts)
+
+
+# -- reading nested fields: the runtime checks an event's own fields, not what objects in them hold --
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    """An object field of an event (``item``, ``error`` ...), or an empty one if it is not an object."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _parts(value: Any) -> list:
+    """The objects of a list field (``content``); a field that is not a list holds none."""
+    return [part for part in value if isinstance(part, Mapping)] if isinstance(value, list) else []
+
+
+def _id(value: Any) -> Optional[str]:
+    """An id (``item.id``, ``response.id``): text, else ``None``."""
+    return value if isinstance(value, str) else None
+
+
+def _text(value: Any) -> str:
+    """A text field, or ``""`` when it is missing or not text."""
+    return value if isinstance(value, str) else ""
+
+
+def _finite(value: Any) -> Optional[float]:
+    """A number field as a float, or ``None`` when it is missing or not a finite number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _b64_length(data: Any) -> int:
@@ -597,16 +676,16 @@ def _bytes_per_ms(config: Mapping[str, Any]) -> float:
     fmt = str(config.get("output_audio_format") or "pcm16")
     if fmt.startswith("g711"):
         return 8.0
-    rate = config.get("output_audio_sampling_rate") or 24000
-    return float(rate) * 2 / 1000
+    rate = _finite(config.get("output_audio_sampling_rate"))
+    return (rate if rate and rate > 0 else 24000) * 2 / 1000
 
 
 def _compact_json(text: Optional[str]) -> str:
-    if not text:
+    if not text or not isinstance(text, str):
         return ""
     try:
         return json.dumps(json.loads(text), ensure_ascii=False, separators=(", ", ": "))
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the parser goes
         return _one_line(text)
 
 
@@ -642,8 +721,11 @@ def voicepipe_session_start(ctx: Any) -> None:
 @voicepipe.hookimpl
 def voicepipe_event(event: Any, ctx: Any) -> None:
     transcript = ctx.stash.get(STASH_KEY)
-    if transcript is not None and event.get("type") in _HANDLERS:
-        transcript.on_event(event, event_time(ctx, event))
+    if transcript is not None:
+        fields = event_fields(event)
+        if fields.get("type") in _HANDLERS:
+            # event_time() of the event itself: the time is kept per event object, the same for every plugin
+            transcript.on_event(fields, event_time(ctx, event))
 
 
 @voicepipe.hookimpl
@@ -651,6 +733,27 @@ def voicepipe_playback(event: Mapping[str, Any], ctx: Any) -> None:
     transcript = ctx.stash.get(STASH_KEY)
     if transcript is not None:
         transcript.on_playback(event)
+
+
+@voicepipe.hookimpl
+def voicepipe_disconnected(ctx: Any, code: Optional[int], reconnecting: bool) -> None:
+    transcript = ctx.stash.get(STASH_KEY)
+    if transcript is not None:
+        transcript.connection_lost(code, reconnecting, elapsed(ctx))
+
+
+@voicepipe.hookimpl
+def voicepipe_reconnected(ctx: Any, attempts: int, gap_s: float, seeded_item_ids: list) -> None:
+    transcript = ctx.stash.get(STASH_KEY)
+    if transcript is not None:
+        transcript.reconnected(attempts, gap_s, seeded_item_ids, elapsed(ctx))
+
+
+@voicepipe.hookimpl
+def voicepipe_history(ctx: Any) -> Optional[list]:
+    """The transcript so far: what the user said and what they heard of the answers."""
+    transcript = ctx.stash.get(STASH_KEY)
+    return list(transcript.history) if transcript is not None else None
 
 
 @voicepipe.hookimpl

@@ -77,6 +77,8 @@ def _read(display: str, real: Path) -> str:
         raise UsageError(f"{display}: is a folder, not a profile file (give a .yaml file)") from None
     except UnicodeDecodeError as exc:
         raise UsageError(f"{display}: not a UTF-8 text file (undecodable byte at offset {exc.start})") from None
+    except ValueError as exc:  # a NUL character in the path
+        raise UsageError(f"{display}: not a usable file name ({exc})") from None
     except OSError as exc:
         raise UsageError(f"{display}: cannot read the profile ({exc.strerror or exc})") from None
 

@@ -19,7 +19,7 @@ from voicepipe.profile.interpolate import interpolate
 from voicepipe.profile.nodes import KeyPath, Loc, Node, Problems, from_plain, show, to_plain
 from voicepipe.profile.schema import is_secret_key, known_keys, profile_spec, spec_at
 from voicepipe.profile.spec import did_you_mean
-from voicepipe.profile.yamlload import parse_yaml
+from voicepipe.profile.yamlload import parse_value, parse_yaml
 
 KIND_KEYS = ("type", "backend")  # a mapping that changes one of these drops the keys the new kind lacks
 SET_EXAMPLE = "session.voice.name=en-US-Emma:DragonHDLatestNeural"
@@ -90,7 +90,11 @@ def _load_parent(item: Node, path: KeyPath, display: str, real: Path, environ: M
         return None
     name = item.value.strip()
     parent_display = name if os.path.isabs(name) else os.path.normpath(os.path.join(os.path.dirname(display), name))
-    parent_real = (real.parent / name).resolve()
+    try:
+        parent_real = (real.parent / name).resolve()
+    except (ValueError, OSError, RuntimeError) as exc:  # a NUL in the name, a symlink loop
+        problems.add(item.loc, path, f"cannot read {parent_display!r} ({exc})")
+        return None
     seen = [r for r, _ in chain]
     if parent_real in seen:
         cycle = [d for _, d in chain[seen.index(parent_real):]] + [parent_display]
@@ -132,12 +136,13 @@ def apply_overrides(root: Node, overrides: Sequence[str], problems: Problems) ->
                                   "(set AZURE_VOICELIVE_API_KEY in the environment)")
             continue
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError as exc:
+            node = parse_value(raw, loc, tuple(parts), problems) if raw.strip() else Node("", loc)
+        except (yaml.YAMLError, UnicodeError) as exc:  # UnicodeError: text YAML cannot hold (a lone surrogate)
             problem = getattr(exc, "problem", None) or "not valid YAML"
             problems.add(loc, (), f"cannot read the value {raw!r} ({problem}; quote it or write it as YAML)")
             continue
-        _set(root, parts, value, loc, problems)
+        if node is not None:
+            _set(root, parts, to_plain(node), loc, problems)
 
 
 def _set(root: Node, parts: list[str], value: object, loc: Loc, problems: Problems) -> None:
@@ -183,7 +188,7 @@ def _typed_path(root: Node, parts: list[str]) -> KeyPath:
     node: Optional[Node] = root
     for part in parts:
         key: object = part
-        if node is not None and isinstance(node.value, list) and part.isdigit():
+        if node is not None and isinstance(node.value, list) and part.isascii() and part.isdigit():
             key = int(part)
             node = node.value[key] if key < len(node.value) else None
         elif node is not None and isinstance(node.value, dict):

@@ -71,6 +71,18 @@ class Profile:
     def disable(self) -> list[str]:
         return self._list("disable")
 
+    def dir_of(self, *keys: str | int) -> Path:
+        """The folder a relative path set at ``keys`` is relative to: that of the profile file
+        that wrote it (so a profile extending another keeps the other's paths working), the
+        working directory for a ``--set`` override, :attr:`base_dir` when the key is not set."""
+        path: tuple[Any, ...] = tuple(keys)
+        while path:
+            loc = self._locations.get(path)
+            if loc is not None:
+                return Path.cwd() if loc.override else Path(os.path.abspath(loc.file)).parent
+            path = path[:-1]
+        return self.base_dir
+
     def location(self, *keys: str | int) -> str:
         """``file:line:col`` where the key path was set (``--set KEY`` for an override); the
         nearest enclosing key's position when that key is not set; the file path otherwise."""

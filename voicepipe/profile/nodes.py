@@ -24,7 +24,8 @@ class Loc:
 
     @classmethod
     def from_override(cls, key: str) -> "Loc":
-        return cls(file=f"--set {key}", override=key)
+        shown = printable(key)
+        return cls(file=f"--set {shown}", override=shown)
 
     def __str__(self) -> str:
         if self.line is None:
@@ -98,8 +99,16 @@ def dotted(path: Sequence[PathKey]) -> str:
         if isinstance(key, int):
             text += f"[{key}]"
         else:
-            text += f".{key}" if text else str(key)
+            text += f".{printable(key)}" if text else printable(str(key))
     return text
+
+
+def printable(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped (``\\n``), so that a problem
+    about a key that holds one is still one line."""
+    if text.isprintable():
+        return text
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in text)
 
 
 def show(value: Any, limit: int = 40) -> str:

@@ -17,6 +17,7 @@ from voicepipe.profile.nodes import KeyPath, Node, dotted, show
 from voicepipe.profile.spec import (
     ANYTHING,
     INVALID,
+    JSON,
     Bool,
     Check,
     Either,
@@ -117,6 +118,16 @@ CONNECTION = _connection_map(
         ),
         "connect_timeout_s": Number(above=0, unit="of seconds"),
         "session_timeout_s": Number(above=0, unit="of seconds"),
+        "reconnect": Map(
+            {
+                "attempts": Int(0, 100),
+                "initial_delay_s": Number(0, 60, unit="of seconds"),
+                "max_delay_s": Number(above=0, high=600, unit="of seconds"),
+                "history_items": Int(0, 1000),
+                "history_chars": Int(0, 1_000_000),
+                "buffer_audio_s": Number(0, 60, unit="of seconds"),
+            }
+        ),
         "emulator": _connection_map({"scenario": Str(non_empty=True), "speed": Number(0)}),
     }
 )
@@ -193,7 +204,7 @@ def _turn_detection(*, azure: bool, languages: bool) -> Map:
         "auto_truncate": Bool(),
         "create_response": Bool(),
         "interrupt_response": Bool(),
-        "extra": FreeMap(),
+        "extra": FreeMap(JSON),
     }
     passthrough: dict[str, Spec] = {
         "idle_timeout_ms": Int(0),
@@ -277,7 +288,7 @@ TRANSCRIPTION = Map(
 TOOL = Tagged(
     {
         "function": Map(
-            {"name": Str(non_empty=True), "description": Str(), "parameters": FreeMap(what="a JSON schema mapping")},
+            {"name": Str(non_empty=True), "description": Str(), "parameters": FreeMap(JSON, what="a JSON schema mapping")},
             required=("name",),
         ),
         "mcp": Map(
@@ -390,7 +401,7 @@ SESSION = Map(
         "metadata": FreeMap(Str(numbers_as_text=True), max_len=16, what="a mapping of up to 16 strings"),
         "animation": ANIMATION,
         "avatar": AVATAR,
-        "extra": FreeMap(),
+        "extra": FreeMap(JSON),
     },
     unknown_hint=_EXTRA_HINT,
     after=_session_checks,

@@ -9,9 +9,10 @@ key below this one, which ``--set`` uses to refuse keys the schema does not know
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
-from voicepipe.profile.nodes import KeyPath, Node, Problems, show, to_plain
+from voicepipe.profile.nodes import KeyPath, Node, Problems, show, to_plain, walk
 
 INVALID = object()
 
@@ -88,6 +89,36 @@ class Anything(Spec):
 
 
 ANYTHING = Anything()
+
+
+class Json(Spec):
+    """Any value JSON can hold, taken as is: for settings sent to the service verbatim. YAML's
+    dates, binary values, NaN and infinities are refused."""
+
+    nullable = True
+
+    def check(self, node: Node, path: KeyPath, v: Check) -> Any:
+        bad = [(sub_path, child) for sub_path, child in walk(node, path) if not _is_json_scalar(child.value)]
+        for sub_path, child in bad:
+            v.error(child, sub_path, f"expected a JSON value (text, a finite number, true, false, null, a list or "
+                                     f"a mapping), got {show(child.value)}")
+        return INVALID if bad else to_plain(node)
+
+    def describe(self) -> str:
+        return "a JSON value"
+
+    def child(self, key: Any, current: Any) -> Optional[Spec]:
+        return JSON
+
+
+JSON = Json()
+
+
+def _is_json_scalar(value: Any) -> bool:
+    """Whether a node's value is a JSON scalar (or a list or mapping, checked item by item)."""
+    if value is None or isinstance(value, (str, bool, int, list, dict)):
+        return True
+    return isinstance(value, float) and math.isfinite(value)
 
 
 class Bool(Spec):
@@ -191,6 +222,8 @@ class Number(Spec):
         ok_type = isinstance(value, int) if self.integer else _is_number(value)
         if isinstance(value, bool) or not ok_type:
             return v.error(node, path, f"expected {self.describe()}, got {show(value)}")
+        if not math.isfinite(value):  # .nan passes every range check; neither it nor .inf is JSON
+            return v.error(node, path, f"expected {self.describe()}, got {_fmt(value)}")
         if (self.low is not None and value < self.low) or (self.high is not None and value > self.high) or (
             self.above is not None and value <= self.above
         ):

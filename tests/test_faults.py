@@ -1,0 +1,81 @@
+"""Server faults a session survives, or ends on with one clear line: each injected by the emulator."""
+
+import json
+
+import pytest
+from faulty_session import Driver, log_records, write_profile
+
+from voicepipe.errors import SessionError, UsageError
+
+NO_RECONNECT = "{attempts: 0}"
+
+
+def test_an_error_event_is_logged_and_the_session_goes_on(voicepipe_run, tmp_path):
+    profile = write_profile(
+        tmp_path,
+        NO_RECONNECT,
+        "- {after: {event: response.created}, action: error, code: rate_limited, message: slow down please}\n",
+    )
+    driver = Driver(answers=1)
+    result = voicepipe_run(profile, plugins=[driver], emulator=False)
+    assert result.exit_code == 0 and driver.answers == 1
+    errors = [e for e in result.server_events if e["type"] == "error"]
+    assert [e["error"]["message"] for e in errors] == ["slow down please"]  # plugins see it
+    (logged,) = log_records(result, "server_error")
+    assert logged["code"] == "rate_limited" and logged["message"] == "slow down please"
+    assert "The answer to question 1." in result.read("transcript.txt")
+
+
+@pytest.mark.parametrize("kind", ["not_json", "wrong_shape"])
+def test_a_malformed_frame_is_logged_and_skipped(voicepipe_run, tmp_path, kind):
+    profile = write_profile(
+        tmp_path, NO_RECONNECT, f"- {{after: {{event: session.updated}}, action: malformed, kind: {kind}}}\n"
+    )
+    driver = Driver(answers=1)
+    result = voicepipe_run(profile, plugins=[driver], emulator=False)
+    assert result.exit_code == 0 and driver.answers == 1
+    assert "The answer to question 1." in result.read("transcript.txt")
+    if kind == "not_json":
+        (logged,) = log_records(result, "malformed_server_frame")
+        assert "parse" in logged["error"]
+    else:  # {"type": "response.done", "response": "???"}: skipped before any plugin sees it
+        (logged,) = log_records(result, "malformed_server_event")
+        assert logged["problem"] == "response.done.response is text, not an object"
+        assert "???" not in [e.get("response") for e in result.server_events]
+    assert log_records(result, "plugin_error") == []
+
+
+def test_a_server_that_never_configures_the_session_ends_it_in_bounded_time(voicepipe_run, tmp_path):
+    profile = write_profile(tmp_path, NO_RECONNECT, "- {action: stop_answering}\n")
+    driver = Driver(answers=1)
+    with pytest.raises(SessionError) as failure:
+        voicepipe_run(profile, plugins=[driver], emulator=False, overrides=["connection.session_timeout_s=0.5"])
+    assert str(failure.value) == (
+        "the server did not answer session.update within 0.5 s "
+        "(raise connection.session_timeout_s if the service is slow)"
+    )
+    assert driver.ends == ["error"]
+
+
+def test_a_slow_server_is_waited_for(voicepipe_run, tmp_path):
+    profile = write_profile(tmp_path, NO_RECONNECT, "- {after: {event: response.created}, action: delay, ms: 300}\n")
+    driver = Driver(answers=1)
+    result = voicepipe_run(profile, plugins=[driver], emulator=False)
+    assert result.exit_code == 0 and driver.answers == 1
+    (turn,) = [line for line in result.read("metrics.jsonl").splitlines() if line.strip()]
+    assert json.loads(turn)["response_duration_ms"] >= 300
+
+
+@pytest.mark.parametrize(
+    "status, words",
+    [(401, "401 Unauthorized: the api-key from AZURE_VOICELIVE_API_KEY was not accepted"),
+     (403, "403 Forbidden: the api-key from AZURE_VOICELIVE_API_KEY lacks access")],
+)
+def test_a_refused_credential_at_connect_is_a_one_line_usage_error(voicepipe_run, tmp_path, status, words):
+    profile = write_profile(tmp_path, "{attempts: 3, initial_delay_s: 0.01}", f"- {{action: http_status, status: {status}}}\n")
+    driver = Driver(answers=1)
+    with pytest.raises(UsageError) as failure:
+        voicepipe_run(profile, plugins=[driver], emulator=False)
+    assert str(failure.value).startswith("the embedded emulator refused the connection: " + words)
+    assert "\n" not in str(failure.value)
+    assert driver.ends == ["error"]
