@@ -178,3 +178,35 @@ def test_a_run_folder_that_cannot_be_made_is_a_usage_error(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(UsageError, match="cannot create a run folder in .*file"):
         make_run_dir(profile(), base=tmp_path / "file")
+
+
+def test_handlers_voicepipe_does_not_own_get_masked_records(tmp_path, monkeypatch):
+    secret = "sk-test-0123456789abcdef"
+    monkeypatch.setenv("AZURE_VOICELIVE_API_KEY", secret)
+
+    class Url:  # an argument whose str() holds the secret, as aiohttp's URL objects do
+        def __str__(self):
+            return f"wss://host/voice-live/realtime?api-key={secret}"
+
+    foreign = io.StringIO()
+    handler = logging.StreamHandler(foreign)
+    configure_logging(tmp_path)
+    logging.getLogger().addHandler(handler)
+    try:
+        logging.getLogger("azure.ai.voicelive").warning("connecting to %s", Url())
+        get_logger().warning("key_seen", key=secret, detail=f"Bearer {secret}")
+    finally:
+        logging.getLogger().removeHandler(handler)
+        shutdown_logging()
+    text = foreign.getvalue()
+    assert "connecting to wss://host/voice-live/realtime?api-key=***" in text
+    assert "key_seen" in text
+    assert secret not in text
+
+
+def test_a_second_run_in_one_process_prints_each_warning_once(tmp_path, capsys):
+    for run in ("first", "second"):
+        configure_logging(tmp_path / run)  # the console is stderr, as is the fallback between runs
+        get_logger().warning("only_once")
+        shutdown_logging()
+        assert capsys.readouterr().err.count("only_once") == 1, run

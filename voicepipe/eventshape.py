@@ -31,10 +31,15 @@ _OBJECT_FIELDS = {
 }
 _TEXT_FIELDS = {
     "response.audio.delta": ("delta",),
+    "response.output_audio.delta": ("delta",),
     "response.audio_transcript.delta": ("delta",),
+    "response.output_audio_transcript.delta": ("delta",),
     "response.audio_transcript.done": ("transcript",),
+    "response.output_audio_transcript.done": ("transcript",),
     "response.text.delta": ("delta",),
+    "response.output_text.delta": ("delta",),
     "response.text.done": ("text",),
+    "response.output_text.done": ("text",),
     "response.function_call_arguments.delta": ("delta",),
     "response.function_call_arguments.done": ("arguments", "name", "call_id"),
     "conversation.item.input_audio_transcription.delta": ("delta",),

@@ -50,15 +50,21 @@ def configure_logging(
     ``run_dir`` ``None`` logs to the console only. ``console_stream`` defaults to whatever
     ``sys.stderr`` is when a line is written. Calling it again replaces the previous set-up.
     """
-    shutdown_logging()
+    shutdown_logging(fallback=False)
     REDACTOR.refresh_env()
     console_level_no = _level(console_level, "console_level")
     file_level_no = _level(file_level, "file_level")
     azure_level_no = _level(azure_level, "azure_level")
 
     shared = _shared_processors()
+    _mask_records_of_other_libraries()
     structlog.configure(
-        processors=[structlog.stdlib.filter_by_level, *shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            _masked,  # before the record exists: every handler gets it masked, not only ours
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,  # configure_logging may run again (tests, several runs)
@@ -90,10 +96,40 @@ def configure_logging(
     return get_logger()
 
 
-def shutdown_logging() -> None:
+def _masked(logger: Any, method_name: str, event_dict: dict) -> dict:
+    """structlog processor: the event with every secret masked."""
+    return REDACTOR.redact_obj(event_dict)
+
+
+def _mask_records_of_other_libraries() -> None:
+    """Mask the text of every stdlib log record as it is made (the Azure SDK's, aiohttp's), so that
+    handlers voicepipe does not own (pytest's capture, an embedding application's) never see a
+    secret. Installed once; records below a logger's level are never made, so they cost nothing."""
+    factory = logging.getLogRecordFactory()
+    if getattr(factory, "voicepipe_masks", False):
+        return
+
+    def make_masked_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = factory(*args, **kwargs)
+        if isinstance(record.msg, str):
+            if record.args:
+                # an argument may be an object whose str() holds the secret (a URL): mask the text
+                try:
+                    record.msg, record.args = record.getMessage(), None
+                except Exception:  # a broken format string is the logging module's to report
+                    return record
+            record.msg = REDACTOR.redact(record.msg)
+        return record
+
+    make_masked_record.voicepipe_masks = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(make_masked_record)
+
+
+def shutdown_logging(*, fallback: bool = True) -> None:
     """Flush and close the handlers :func:`configure_logging` installed. Safe to call twice.
 
-    Lines logged afterwards still pass the redacting console formatter (WARNING and up, stderr).
+    Lines logged afterwards still pass the redacting console formatter (WARNING and up, stderr),
+    unless ``fallback`` is false (new handlers are about to be installed).
     """
     root = logging.getLogger()
     while _handlers:
@@ -104,12 +140,12 @@ def shutdown_logging() -> None:
             handler.close()
         except Exception:  # a closed stream at interpreter exit must not raise here
             pass
-    if structlog.is_configured():
-        fallback = _ConsoleHandler(None)
-        fallback.setLevel(logging.WARNING)
-        fallback.setFormatter(_console_formatter(_shared_processors(), fallback))
-        root.addHandler(fallback)
-        _handlers.append(fallback)
+    if fallback and structlog.is_configured():
+        handler = _ConsoleHandler(None)
+        handler.setLevel(logging.WARNING)
+        handler.setFormatter(_console_formatter(_shared_processors(), handler))
+        root.addHandler(handler)
+        _handlers.append(handler)
 
 
 def get_logger(name: str = "voicepipe", **initial: Any) -> Any:

@@ -63,7 +63,8 @@ _SHAPES = [
     r"|client[-_]secret|password)=)(?P<v3>[^&\s\"'#<>]+)",
 ]
 # a JSON web token (Entra ID access tokens are JWTs), wherever it appears
-_JWT = r"(?P<jwt>\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*)"
+# not \b: after "-" it would let "eyJ-eyJ-…" backtrack quadratically
+_JWT = r"(?P<jwt>(?<![A-Za-z0-9_-])eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*)"
 # every shape contains one of these (lower-cased): substring tests rule most text out faster than
 # the regular expression can
 _ANCHORS = ("bearer", "key", "authorization", "secret", "passw", "token", "sig", "code=", "eyj")

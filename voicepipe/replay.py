@@ -14,6 +14,12 @@ time of the event being dispatched, so plugins compute the times the live sessio
 Replay is for the event stream, not for sound: audio the recorder elided (the default) comes back
 as silence of the recorded length, so durations and byte counts are right but the samples are not.
 Client events that plugins send during a replay are dropped (logged at debug level).
+
+A recording is read as untrusted input: a record whose known fields have the wrong type (the
+checks of :mod:`voicepipe.eventshape`, and for playback milestones ids that are text and times
+that are numbers), or that is nested deeper than :data:`MAX_EVENT_DEPTH` or holds more than
+:data:`MAX_EVENT_VALUES` values, is skipped with a ``malformed_*_event`` warning; a time that is
+not a number of seconds is ignored. JSON Lines records end at ``\n`` only.
 """
 
 from __future__ import annotations

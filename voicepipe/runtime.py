@@ -351,6 +351,9 @@ class SessionRunner:
                     continue
                 self._connection_dropped(None, str(exc))
                 return
+            except RecursionError:  # a frame nested too deeply for the SDK to take apart
+                self.log.warning("malformed_server_frame", error="nested too deeply")
+                continue
             problem = malformed(event)
             if problem is not None:
                 self.log.warning("malformed_server_event", event_type=str(event.get("type")), problem=problem)

@@ -13,7 +13,8 @@ unless the profile says ``recorder: {audio: true}``: ``bytes`` is the length of 
 computed from the text's length and padding, and ``sha256`` the start of the SHA-256 of the base64
 text as received, so recording never decodes audio (format 1 hashed the decoded bytes). Lines are
 masked for secrets and written one by one with a system call each, so a killed process leaves
-every event it saw on disk.
+every event it saw on disk. NaN and the infinities (which a JSON parser may accept in a server
+frame, but JSON cannot hold) are written as ``null``.
 
 ``voicepipe replay`` reads this file back (:mod:`voicepipe.replay`).
 """
