@@ -814,3 +814,24 @@ def test_configure_reports_bad_settings_before_anything_connects(tmp_path):
             assert "\n" not in str(exc)
         else:
             raise AssertionError(f"{audio} was accepted")
+
+
+def test_the_ga_event_names_play_and_finish_too(tmp_path):
+    clock = FakeClock()
+    h = Harness(tmp_path, {}, output=virtual_output(clock), clock=clock)
+
+    async def scenario():
+        await h.start()
+        h.server("response.created", response={"id": "resp_1", "status": "in_progress", "output": []})
+        pcm = np.full(int(RATE * 0.2), 1000, "<i2").tobytes()
+        h.server("response.output_audio.delta", response_id="resp_1", item_id="item_a", output_index=0,
+                 content_index=0, delta=base64.b64encode(pcm).decode())
+        h.server("response.output_audio.done", response_id="resp_1", item_id="item_a", output_index=0, content_index=0)
+        clock.t += 0.3
+        h.audio.output.advance()
+        await asyncio.sleep(0)
+        await h.end()
+
+    run(scenario())
+    assert [p["type"] for p in h.playback] == ["playback.started", "playback.finished"]
+    assert h.playback[1]["played_ms"] == 200.0

@@ -485,7 +485,7 @@ class AudioSession:
     def on_event(self, event: Any) -> None:
         event = event_fields(event)
         kind = event.get("type")
-        if kind == "response.audio.delta":
+        if kind == "response.audio.delta" or kind == "response.output_audio.delta":  # the GA name too
             self._on_delta(event)
         elif kind == "input_audio_buffer.speech_started":
             self.speech_active = True
@@ -500,7 +500,7 @@ class AudioSession:
             self.awaiting_response = False
             self.followup_expected = False
             self._bump()
-        elif kind == "response.audio.done" or kind == "response.output_item.done":
+        elif kind in ("response.audio.done", "response.output_audio.done", "response.output_item.done"):
             item_id = event.get("item_id") or (event.get("item") or {}).get("id")
             item = self.items.get(item_id)
             if item is not None:
