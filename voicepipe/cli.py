@@ -237,7 +237,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     pm = make_plugin_manager(profile, without=("audio", "tools"))
     configure_plugins(pm, profile)
     run_dir = make_run_dir(profile, base=args.log_dir)
-    log = configure_logging(run_dir)
+    configure_logging(run_dir)
     print(f"run folder: {run_dir}", file=sys.stderr)
     try:
         return asyncio.run(replay(profile, source, run_dir, pm=pm))

@@ -9,6 +9,7 @@ read fields with ``event.get(...)``. Unknown event types pass untouched.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Optional
 
 from voicepipe.pipeline import event_fields
@@ -101,3 +102,37 @@ def _kind(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "a list"
     return "an object" if isinstance(value, Mapping) else type(value).__name__
+
+
+# -- reading inside an event's objects: malformed() checks an event's own fields, not what they hold --
+
+
+def mapping_or_empty(value: Any) -> Mapping[str, Any]:
+    """An object field (``item``, ``response``, ``error`` ...), or an empty one if it is not an object."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def mapping_parts(value: Any) -> list:
+    """The objects of a list field (``content``); a field that is not a list holds none."""
+    return [part for part in value if isinstance(part, Mapping)] if isinstance(value, list) else []
+
+
+def text_or_none(value: Any) -> Optional[str]:
+    """An id or text read from inside an object (``item.id``): text, else ``None``."""
+    return value if isinstance(value, str) else None
+
+
+def text_or_empty(value: Any) -> str:
+    """A text field, or ``""`` when it is missing or not text."""
+    return value if isinstance(value, str) else ""
+
+
+def finite_or_none(value: Any) -> Optional[float]:
+    """A number field as a float, or ``None`` when it is missing or not a finite number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        value = float(value)
+    except OverflowError:
+        return None
+    return value if math.isfinite(value) else None

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping, Optional, Sequence
 
 from voicepipe.connection import Target, connect, open_credential, resolve_target
-from voicepipe.errors import SessionError, VoicepipeError
+from voicepipe.errors import SessionError
 from voicepipe.eventshape import malformed
 from voicepipe.pipeline import Pipeline
 from voicepipe.reconnect import AudioGap, ReconnectPolicy, seed_events
@@ -306,7 +306,8 @@ class SessionRunner:
 
     async def _finish(self, link: Optional[_Link]) -> None:
         """End the session: stop reading, run the end hooks, send what they queued, close with 1000."""
-        self._link_watchdog_off(link)
+        if link is not None and link.watchdog is not None:
+            link.watchdog.cancel()
         if link is not None and link.reader is not None:
             link.reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -324,11 +325,6 @@ class SessionRunner:
             await link.connection.close(code=1000)
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(link.stack.aclose(), 5)
-
-    @staticmethod
-    def _link_watchdog_off(link: Optional[_Link]) -> None:
-        if link is not None and link.watchdog is not None:
-            link.watchdog.cancel()
 
     async def _read(self, link: _Link) -> None:
         from azure.ai.voicelive.aio import ConnectionClosed, ConnectionError

@@ -166,15 +166,8 @@ class PyAudioOutput(DeviceOutput):
 
     def _stop_stream(self) -> None:
         stream, self._stream = self._stream, None
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                stream.stop_stream()
-            with contextlib.suppress(Exception):
-                stream.close()
         pa, self._pa = self._pa, None
-        if pa is not None:
-            with contextlib.suppress(Exception):
-                pa.terminate()
+        _release(stream, pa)
 
 
 class PyAudioInput(DeviceInput):
@@ -221,12 +214,17 @@ class PyAudioInput(DeviceInput):
 
     def _stop_stream(self) -> None:
         stream, self._stream = self._stream, None
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                stream.stop_stream()
-            with contextlib.suppress(Exception):
-                stream.close()
         pa, self._pa = self._pa, None
-        if pa is not None:
-            with contextlib.suppress(Exception):
-                pa.terminate()
+        _release(stream, pa)
+
+
+def _release(stream: Any, pa: Any) -> None:
+    """Stop and close a stream, then terminate its PyAudio instance; either may be ``None``."""
+    if stream is not None:
+        with contextlib.suppress(Exception):
+            stream.stop_stream()
+        with contextlib.suppress(Exception):
+            stream.close()
+    if pa is not None:
+        with contextlib.suppress(Exception):
+            pa.terminate()

@@ -134,11 +134,7 @@ class SoundDeviceOutput(DeviceOutput):
 
     def _stop_stream(self) -> None:
         stream, self._stream = self._stream, None
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                stream.stop()
-            with contextlib.suppress(Exception):
-                stream.close()
+        _release(stream)
 
 
 class SoundDeviceInput(DeviceInput):
@@ -178,8 +174,13 @@ class SoundDeviceInput(DeviceInput):
 
     def _stop_stream(self) -> None:
         stream, self._stream = self._stream, None
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                stream.stop()
-            with contextlib.suppress(Exception):
-                stream.close()
+        _release(stream)
+
+
+def _release(stream: Any) -> None:
+    """Stop and close a stream (``None`` is fine); errors of a device already gone are ignored."""
+    if stream is not None:
+        with contextlib.suppress(Exception):
+            stream.stop()
+        with contextlib.suppress(Exception):
+            stream.close()

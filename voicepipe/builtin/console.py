@@ -22,6 +22,10 @@ import sys
 from typing import Any, Mapping, Optional, TextIO
 
 import voicepipe
+from voicepipe.eventshape import mapping_or_empty as _mapping
+from voicepipe.eventshape import mapping_parts as _parts
+from voicepipe.eventshape import text_or_empty as _text
+from voicepipe.eventshape import text_or_none as _id
 from voicepipe.pipeline import event_fields
 from voicepipe.redact import REDACTOR
 from voicepipe.sessionclock import session_clock
@@ -248,29 +252,6 @@ def _compact_json(text: str) -> str:
         return json.dumps(json.loads(text), ensure_ascii=False)
     except (ValueError, TypeError, RecursionError):  # not JSON text, or nested deeper than the parser goes
         return " ".join(str(text).split())
-
-
-# -- reading nested fields: the runtime checks an event's own fields, not what objects in them hold --
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    """An object field of an event (``item``, ``error`` ...), or an empty one if it is not an object."""
-    return value if isinstance(value, Mapping) else {}
-
-
-def _parts(value: Any) -> list:
-    """The objects of a list field (``content``); a field that is not a list holds none."""
-    return [part for part in value if isinstance(part, Mapping)] if isinstance(value, list) else []
-
-
-def _id(value: Any) -> Optional[str]:
-    """An id (``item.id``): text, else ``None``."""
-    return value if isinstance(value, str) else None
-
-
-def _text(value: Any) -> str:
-    """A text field, or ``""`` when it is missing or not text."""
-    return value if isinstance(value, str) else ""
 
 
 # -- hooks --------------------------------------------------------------------------------------------

@@ -83,6 +83,9 @@ from typing import Any, Callable, Mapping, Optional
 
 from voicepipe import hookimpl
 from voicepipe.errors import UsageError
+from voicepipe.eventshape import finite_or_none as _finite
+from voicepipe.eventshape import mapping_or_empty as _mapping
+from voicepipe.eventshape import text_or_none as _id
 from voicepipe.metrics_stats import PERCENTILE_METHOD, add_usage, format_table, summarize
 from voicepipe.pipeline import event_fields
 
@@ -565,27 +568,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return _text(value)
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    """An object field of an event (``response``, ``item``), or an empty one if it is not an object."""
-    return value if isinstance(value, Mapping) else {}
-
-
-def _id(value: Any) -> Optional[str]:
-    """An id read from inside an event's objects (``item.id``, ``response.id``): text, else ``None``."""
-    return value if isinstance(value, str) else None
-
-
-def _finite(value: Any) -> Optional[float]:
-    """A number field as a float, or ``None`` when it is missing or not a finite number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        value = float(value)
-    except OverflowError:
-        return None
-    return value if math.isfinite(value) else None
 
 
 # -- hooks -------------------------------------------------------------------------------------------

@@ -44,11 +44,15 @@ from __future__ import annotations
 
 import collections
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, TextIO
 
 import voicepipe
+from voicepipe.eventshape import finite_or_none as _finite
+from voicepipe.eventshape import mapping_or_empty as _mapping
+from voicepipe.eventshape import mapping_parts as _parts
+from voicepipe.eventshape import text_or_empty as _text
+from voicepipe.eventshape import text_or_none as _id
 from voicepipe.pipeline import event_fields
 from voicepipe.redact import REDACTOR
 from voicepipe.sessionclock import at_time, elapsed, event_time, session_clock
@@ -626,40 +630,6 @@ def _content_text(content: list) -> str:
             if value:
                 parts.append(value)
     return " ".join(p.strip() for p in parts)
-
-
-# -- reading nested fields: the runtime checks an event's own fields, not what objects in them hold --
-
-
-def _mapping(value: Any) -> Mapping[str, Any]:
-    """An object field of an event (``item``, ``error`` ...), or an empty one if it is not an object."""
-    return value if isinstance(value, Mapping) else {}
-
-
-def _parts(value: Any) -> list:
-    """The objects of a list field (``content``); a field that is not a list holds none."""
-    return [part for part in value if isinstance(part, Mapping)] if isinstance(value, list) else []
-
-
-def _id(value: Any) -> Optional[str]:
-    """An id (``item.id``, ``response.id``): text, else ``None``."""
-    return value if isinstance(value, str) else None
-
-
-def _text(value: Any) -> str:
-    """A text field, or ``""`` when it is missing or not text."""
-    return value if isinstance(value, str) else ""
-
-
-def _finite(value: Any) -> Optional[float]:
-    """A number field as a float, or ``None`` when it is missing or not a finite number."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        value = float(value)
-    except OverflowError:
-        return None
-    return value if math.isfinite(value) else None
 
 
 def _b64_length(data: Any) -> int:
