@@ -105,3 +105,30 @@ def rms_dbfs(pcm: bytes) -> float:
     if not len(samples):
         return float("-inf")
     return 20 * np.log10(max(np.sqrt(np.mean(samples**2)), 1e-9) / 32768.0)
+
+
+@contextlib.contextmanager
+def served_emulator(scenario_source=None, *, api_key: Optional[str] = None):
+    """An emulator (speed 0) served from its own thread, for sessions that connect to it by URL as
+    they would to Azure. On the way out it lets the connections finish closing (the client's close
+    handshake) before it stops, so that their close codes are the client's, not its own 1001."""
+    import threading
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="served-emulator", daemon=True)
+    thread.start()
+    emulator = Emulator(scenario_source, api_key=api_key, speed=0)
+    asyncio.run_coroutine_threadsafe(emulator.start(), loop).result(timeout=10)
+
+    async def settle() -> None:
+        waits = (asyncio.wait_for(record.closed.wait(), 10) for record in emulator.connections)
+        await asyncio.gather(*waits, return_exceptions=True)
+
+    try:
+        yield emulator
+    finally:
+        asyncio.run_coroutine_threadsafe(settle(), loop).result(timeout=15)
+        asyncio.run_coroutine_threadsafe(emulator.stop(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()

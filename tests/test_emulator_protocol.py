@@ -430,6 +430,212 @@ def test_tool_turn_without_the_tool_in_the_session_answers_directly():
     assert events[-1]["response"]["output"][0]["type"] == "message"
 
 
+PARALLEL_SCENARIO = """
+turns:
+  - user: What time is it in Tokyo, and is the Louvre open?
+    tool:
+      - {name: get_current_time, arguments: {timezone: Asia/Tokyo}}
+      - {name: get_opening_hours, arguments: {place: Louvre}}
+      - {name: get_weather, arguments: {city: Paris}}
+    assistant: "Here you go: {tool_output}"
+"""
+
+TIME_TOOL = {
+    "type": "function",
+    "name": "get_current_time",
+    "parameters": {"type": "object", "properties": {"timezone": {"type": "string"}}},
+}
+HOURS_TOOL = {
+    "type": "function",
+    "name": "get_opening_hours",
+    "parameters": {"type": "object", "properties": {"place": {"type": "string"}}},
+}
+
+CALL_SEQUENCE = [
+    "response.output_item.added",
+    "conversation.item.created",
+    "DELTAS",
+    "response.function_call_arguments.done",
+    "response.output_item.done",
+]
+
+
+def call_output(call_id: str, output: str) -> dict:
+    item = {"type": "function_call_output", "call_id": call_id, "output": output}
+    return {"type": "conversation.item.create", "item": item}
+
+
+def test_parallel_function_calls_in_one_response_then_one_answer():
+    async def main():
+        async with Emulator(scenario(PARALLEL_SCENARIO), speed=0) as emulator:
+            async with sdk_session(emulator) as conn:
+                # get_weather is not a tool of this session: only the other two calls are made
+                await update_session(conn, modalities=["text"], tools=[HOURS_TOOL, TIME_TOOL])
+                await conn.send(text_turn("What time is it in Tokyo, and is the Louvre open?"))
+                await conn.send({"type": "response.create"})
+                call = await recv_until(conn, "response.done")
+                items = call[-1]["response"]["output"]
+                # answered in the reverse order: the answer still follows the call order
+                await conn.send(call_output(items[1]["call_id"], "open 9:00-18:00"))
+                await conn.send(call_output(items[0]["call_id"], "14:05 JST"))
+                await conn.send({"type": "response.create"})
+                answer = await recv_until(conn, "response.done")
+                return call, answer
+
+    call, answer = run(main())
+    assert collapse(types(call)) == [
+        "conversation.item.created",
+        "response.created",
+        *CALL_SEQUENCE * 2,
+        "response.done",
+    ]
+    response_id = call[1]["response"]["id"]
+    added = [e for e in call if e["type"] == "response.output_item.added"]
+    args_done = [e for e in call if e["type"] == "response.function_call_arguments.done"]
+    item_done = [e for e in call if e["type"] == "response.output_item.done"]
+    created = [e for e in call[2:] if e["type"] == "conversation.item.created"]
+    assert [e["output_index"] for e in added] == [0, 1]
+    assert [e["output_index"] for e in args_done] == [0, 1]
+    assert [e["output_index"] for e in item_done] == [0, 1]
+    assert [e["item"]["name"] for e in added] == ["get_current_time", "get_opening_hours"]
+    assert all(e["item"]["status"] == "in_progress" and e["item"]["arguments"] == "" for e in added)
+    item_ids = [e["item"]["id"] for e in added]
+    call_ids = [e["item"]["call_id"] for e in added]
+    assert len(set(item_ids)) == 2 and len(set(call_ids)) == 2
+    assert all(c.startswith("call_") for c in call_ids)
+    assert [e["item"]["id"] for e in created] == item_ids
+    assert created[1]["previous_item_id"] == item_ids[0]
+    assert all(e["response_id"] == response_id for e in added + args_done + item_done)
+    for index, expected in enumerate(({"timezone": "Asia/Tokyo"}, {"place": "Louvre"})):
+        deltas = [
+            e for e in call if e["type"] == "response.function_call_arguments.delta" and e["output_index"] == index
+        ]
+        assert deltas and all(e["item_id"] == item_ids[index] and e["call_id"] == call_ids[index] for e in deltas)
+        assert "".join(e["delta"] for e in deltas) == args_done[index]["arguments"]
+        assert json.loads(args_done[index]["arguments"]) == expected
+        assert args_done[index]["item_id"] == item_ids[index] and args_done[index]["call_id"] == call_ids[index]
+        assert args_done[index]["name"] == added[index]["item"]["name"]
+    done = call[-1]["response"]
+    assert done["status"] == "completed"
+    assert [e["item"] for e in item_done] == done["output"]
+    assert [(i["type"], i["id"], i["call_id"], i["status"]) for i in done["output"]] == [
+        ("function_call", item_ids[0], call_ids[0], "completed"),
+        ("function_call", item_ids[1], call_ids[1], "completed"),
+    ]
+    assert done["usage"]["output_token_details"]["audio_tokens"] == 0
+    assert [e["item"]["type"] for e in answer[:2]] == ["function_call_output"] * 2
+    assert answer[-1]["response"]["output"][0]["content"][0]["text"] == "Here you go: 14:05 JST; open 9:00-18:00"
+
+
+def test_parallel_call_scenario_without_any_of_its_tools_answers_in_words():
+    async def main():
+        async with Emulator(scenario(PARALLEL_SCENARIO), speed=0) as emulator:
+            async with sdk_session(emulator) as conn:
+                await update_session(conn, modalities=["text"], tools=[WEATHER_TOOL])
+                await conn.send(text_turn("Only the weather tool is here."))
+                await conn.send({"type": "response.create"})
+                only_weather = await recv_until(conn, "response.done")
+            async with sdk_session(emulator) as conn:
+                await update_session(conn, modalities=["text"])
+                await conn.send(text_turn("No tools at all."))
+                await conn.send({"type": "response.create"})
+                no_tools = await recv_until(conn, "response.done")
+                return only_weather, no_tools
+
+    only_weather, no_tools = run(main())
+    assert [i["name"] for i in only_weather[-1]["response"]["output"]] == ["get_weather"]
+    assert "response.function_call_arguments.done" not in types(no_tools)
+    assert no_tools[-1]["response"]["output"][0]["type"] == "message"
+
+
+LONG_CALLS_SCENARIO = """
+response_delay_ms: 0
+turns:
+  - user: Three calls, please.
+    tool:
+      - {name: get_current_time, arguments: {timezone: Asia/Tokyo}}
+      - name: get_opening_hours
+        arguments: {place: "%s"}
+      - {name: get_current_time, arguments: {timezone: Europe/Paris}}
+""" % ("The Louvre Museum, Paris " * 40)
+
+
+def test_cancelling_a_parallel_call_response_mid_call():
+    async def main():
+        async with Emulator(scenario(LONG_CALLS_SCENARIO), speed=1) as emulator:
+            async with sdk_session(emulator) as conn:
+                await update_session(conn, modalities=["text"], tools=[TIME_TOOL, HOURS_TOOL])
+                await conn.send(text_turn("Three calls, please."))
+                await conn.send({"type": "response.create"})
+                before = await recv_until(conn, "response.function_call_arguments.delta")
+                while before[-1]["output_index"] != 1:
+                    before += await recv_until(conn, "response.function_call_arguments.delta")
+                await conn.send({"type": "response.cancel"})
+                after = await recv_until(conn, "response.done")
+                await conn.send(text_turn("Still there?"))
+                await conn.send({"type": "response.create"})
+                nxt = await recv_until(conn, "response.done")
+                return before, after, nxt
+
+    before, after, nxt = run(main())
+    events = before + after
+    assert collapse(types(events)) == [
+        "conversation.item.created",
+        "response.created",
+        *CALL_SEQUENCE,
+        "response.output_item.added",
+        "conversation.item.created",
+        "DELTAS",
+        "response.output_item.done",
+        "response.done",
+    ]
+    assert "response.function_call_arguments.done" not in types(after)
+    first, second = [e["item"] for e in events if e["type"] == "response.output_item.done"]
+    partial = "".join(
+        e["delta"] for e in events if e["type"] == "response.function_call_arguments.delta" and e["output_index"] == 1
+    )
+    assert first["status"] == "completed" and json.loads(first["arguments"]) == {"timezone": "Asia/Tokyo"}
+    assert second["status"] == "incomplete" and second["arguments"] == partial
+    assert 0 < len(partial) < len(json.dumps({"place": "The Louvre Museum, Paris " * 40}))
+    done = after[-1]["response"]
+    assert done["status"] == "cancelled" and done["status_details"]["reason"] == "client_cancelled"
+    assert done["output"] == [first, second]  # the third call was never announced
+    assert max(e.get("output_index", 0) for e in events) == 1
+    assert nxt[-1]["response"]["status"] == "completed"
+
+
+def test_cancelling_between_two_parallel_calls(monkeypatch):
+    from voicepipe.emulator import responses
+
+    monkeypatch.setattr(responses, "ARGUMENT_DELTA_MS", 1000.0)  # a long pause between the calls
+    short_args = """
+response_delay_ms: 0
+turns:
+  - user: Two calls.
+    tool:
+      - {name: get_current_time}
+      - {name: get_opening_hours}
+"""
+
+    async def main():
+        async with Emulator(scenario(short_args), speed=1) as emulator:
+            async with sdk_session(emulator) as conn:
+                await update_session(conn, modalities=["text"], tools=[TIME_TOOL, HOURS_TOOL])
+                await conn.send(text_turn("Two calls."))
+                await conn.send({"type": "response.create"})
+                before = await recv_until(conn, "response.output_item.done")
+                await conn.send({"type": "response.cancel"})
+                after = await recv_until(conn, "response.done")
+                return before, after
+
+    before, after = run(main())
+    assert collapse(types(before)) == ["conversation.item.created", "response.created", *CALL_SEQUENCE]
+    assert types(after) == ["response.done"]
+    done = after[-1]["response"]
+    assert done["status"] == "cancelled"
+    assert done["output"] == [before[-1]["item"]] and done["output"][0]["status"] == "completed"
+
+
 def test_text_only_modality():
     async def main():
         async with Emulator(scenario(SPOKEN_TURN), speed=0) as emulator:
@@ -764,6 +970,51 @@ def test_records_keep_query_parameters_and_elide_audio():
     append = record.client_events[0]
     assert append["type"] == "input_audio_buffer.append"
     assert append["audio"] == "<6400 base64 characters>"
+
+
+async def _created_session(emulator: Emulator, **kwargs) -> tuple[dict, dict]:
+    """``session.created`` and ``session.updated`` (after an instructions-free update) of one connection."""
+    from azure.ai.voicelive.aio import connect
+    from azure.core.credentials import AzureKeyCredential
+
+    async with connect(endpoint=emulator.url, credential=AzureKeyCredential("test-key"), **kwargs) as conn:
+        created = await recv(conn)
+        assert created["type"] == "session.created"
+        updated = await update_session(conn, modalities=["text"])
+        return created["session"], updated
+
+
+def test_agent_connection_session_carries_the_agent():
+    from azure.ai.voicelive.models import ResponseSession
+
+    async def main():
+        async with Emulator(speed=0) as emulator:
+            with_thread = await _created_session(
+                emulator, agent_name="concierge", project_name="proj", agent_version="3", conversation_id="conv-42"
+            )
+            first = await _created_session(emulator, agent_name="concierge", project_name="proj")
+            second = await _created_session(emulator, agent_name="concierge", project_name="proj")
+            model = await _created_session(emulator, model="gpt-realtime")
+            return with_thread, first, second, model, emulator.connections
+
+    (created, updated), (first, _), (second, _), (model, model_updated), records = run(main())
+    agent = created["agent"]
+    assert agent["type"] == "agent" and agent["name"] == "concierge" and agent["thread_id"] == "conv-42"
+    assert agent["agent_id"].startswith("asst_") and len(agent["agent_id"]) > len("asst_")
+    assert created["instructions"] == "You are concierge, a Foundry agent."
+    assert updated["agent"] == agent and updated["instructions"] == created["instructions"]
+    typed = ResponseSession(created).agent
+    assert (typed.type, typed.name, typed.thread_id) == ("agent", "concierge", "conv-42")
+    assert typed.agent_id == agent["agent_id"]
+    assert records[0].query["agent-version"] == "3" and records[0].query["conversation-id"] == "conv-42"
+    # without conversation-id: a new thread per connection, the same agent id for the same agent
+    for session in (first, second):
+        assert session["agent"]["thread_id"].startswith("thread_")
+        assert session["agent"]["agent_id"] == agent["agent_id"]
+    assert first["agent"]["thread_id"] != second["agent"]["thread_id"]
+    # a model connection is unchanged
+    assert "agent" not in model and "agent" not in model_updated
+    assert model["instructions"] == "You are a helpful, friendly assistant. Keep your answers short."
 
 
 def test_stop_closes_connections_with_going_away_and_is_idempotent():

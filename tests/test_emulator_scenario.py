@@ -9,7 +9,7 @@ import pytest
 
 from emulator_helpers import recv_until, run, sdk_session, update_session
 from voicepipe.emulator import Emulator, Scenario, load_scenario, parse_scenario
-from voicepipe.emulator.scenario import answer_text
+from voicepipe.emulator.scenario import ToolCall, Turn, answer_text
 from voicepipe.errors import UsageError
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "voicepipe" / "emulator" / "example_scenario.yaml"
@@ -25,9 +25,14 @@ def problems(text: str) -> list[str]:
 def test_example_scenario_loads():
     example = load_scenario(EXAMPLE)
     assert isinstance(example, Scenario)
-    assert len(example.turns) == 3
+    assert len(example.turns) == 4
     assert example.turns[1].tool.name == "get_weather"
     assert json.loads(example.turns[1].tool.arguments) == {"city": "Paris", "unit": "celsius"}
+    assert [call.name for call in example.turns[2].calls] == ["get_current_time", "get_opening_hours"]
+    assert [json.loads(call.arguments) for call in example.turns[2].calls] == [
+        {"timezone": "Asia/Tokyo"},
+        {"place": "Louvre"},
+    ]
     assert [f.action for f in example.faults] == ["delay", "close"]
     assert example.faults[1].connection == 1
     assert example.faults[1].trigger == ("server", "response.audio.delta", 5)
@@ -87,6 +92,59 @@ def test_yaml_syntax_and_shape_errors():
     ]
     assert problems("faults:\n  - after_client: {event: session.updated}\n    action: close\n") == [
         "bad.yaml:2: faults[0].after_client.event: unknown client event type 'session.updated' (did you mean 'session.update'?)"
+    ]
+
+
+def test_tool_as_a_list_of_parallel_calls():
+    parsed = parse_scenario(
+        "turns:\n"
+        "  - user: Time in Tokyo, and is the Louvre open?\n"
+        "    tool:\n"
+        "      - {name: get_current_time, arguments: {timezone: Asia/Tokyo}}\n"
+        "      - name: get_opening_hours\n"
+        "        arguments: '{\"place\": \"Louvre\"}'\n"
+        "      - {name: ping}\n"
+        "  - tool: {name: get_weather, arguments: {city: Paris}}\n"
+        "  - tool: [{name: get_weather}]\n"
+        "  - user: no tool\n"
+    )
+    parallel, single, one_in_a_list, none = parsed.turns
+    assert parallel.calls == (
+        ToolCall("get_current_time", '{"timezone": "Asia/Tokyo"}'),
+        ToolCall("get_opening_hours", '{"place": "Louvre"}'),
+        ToolCall("ping", "{}"),
+    )
+    assert parallel.tool == parallel.calls
+    assert single.tool == ToolCall("get_weather", '{"city": "Paris"}')  # a mapping stays one ToolCall
+    assert single.calls == (single.tool,)
+    assert one_in_a_list.calls == (ToolCall("get_weather", "{}"),)
+    assert none.tool is None and none.calls == ()
+    assert Turn(tool=ToolCall("f", "{}")).calls == (ToolCall("f", "{}"),)
+
+
+def test_bad_entries_in_a_tool_list_name_their_index():
+    text = (
+        "turns:\n"  # 1
+        "  - user: hi\n"  # 2
+        "    tool:\n"  # 3
+        "      - {name: get_current_time}\n"  # 4
+        "      - {arguments: {place: Louvre}}\n"  # 5
+        "      - name: get_opening_hours\n"  # 6
+        "        argument: {place: Louvre}\n"  # 7
+        "      - just a name\n"  # 8
+        "      - {name: f, arguments: '{oops'}\n"  # 9
+        "      - {name: [1, 2]}\n"  # 10
+        "  - tool: []\n"  # 11
+        "  - tool: get_weather\n"  # 12
+    )
+    assert problems(text) == [
+        "bad.yaml:5: turns[0].tool[1]: 'name' is required",
+        "bad.yaml:7: turns[0].tool[2].argument: unknown key (did you mean 'arguments'?)",
+        "bad.yaml:8: turns[0].tool[3]: expected a mapping, got 'just a name'",
+        "bad.yaml:9: turns[0].tool[4].arguments: not valid JSON (Expecting property name enclosed in double quotes)",
+        "bad.yaml:10: turns[0].tool[5].name: expected text, got a list",
+        "bad.yaml:11: turns[1].tool: expected at least one call (a mapping or a list of mappings), got an empty list",
+        "bad.yaml:12: turns[2].tool: expected a mapping or a list of mappings, got 'get_weather'",
     ]
 
 

@@ -6,6 +6,7 @@ Every test runs a real session against the embedded emulator, whose scenario inj
 import json
 
 import pytest
+from emulator_helpers import served_emulator
 from faulty_session import Driver, log_records, write_profile
 
 from voicepipe.errors import SessionError
@@ -207,7 +208,9 @@ def test_each_connection_asks_the_entra_credential_for_its_token(voicepipe_run, 
         "- {after: {event: response.done}, action: close, code: 1011, connection: 1}\n",
     )
     driver = Driver(answers=2)
-    result = voicepipe_run(profile, plugins=[driver], emulator=False, overrides=["connection.auth=entra"])
+    with served_emulator(tmp_path / "scenario.yaml") as emulator:  # by URL: the embedded one needs no sign-in
+        result = voicepipe_run(profile, plugins=[driver], emulator=False,
+                               overrides=["connection.auth=entra", f"connection.endpoint={emulator.url}"])
     assert result.exit_code == 0
     assert handed_out == ["token-number-1", "token-number-2"]
 

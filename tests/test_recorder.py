@@ -1,5 +1,6 @@
 """The recorder plugin, and "nothing lost": every file is complete up to the last event, even after a kill."""
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -10,9 +11,14 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 import voicepipe
 from voicepipe.builtin import recorder
-from session_script import SESSION, FakeProfile, ScriptedSession, audio_b64, audio_profile, conversation, make_pm
+from session_script import (
+    SESSION, FakeProfile, NullLog, ScriptedSession, audio_b64, audio_profile, conversation, finish_answer, make_pm
+)
+from voicepipe.replay import replay
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -173,3 +179,167 @@ def test_a_killed_session_leaves_complete_files(tmp_path):
     assert len((run_dir / "transcript.jsonl").read_text().splitlines()) == 9
     log_lines = [json.loads(line) for line in (run_dir / "voicepipe.log.jsonl").read_text().splitlines()]
     assert log_lines[-1]["event"] == "last_words_before_the_kill"
+
+
+# -- secrets streamed in pieces ------------------------------------------------------------------------
+
+STREAMED = "fake-stream-secret-7c41d09e"
+
+
+@pytest.fixture
+def streamed_secret(monkeypatch):
+    """``STREAMED`` a secret (from the environment) for one test, and forgotten after it."""
+    from voicepipe.redact import REDACTOR
+
+    monkeypatch.setenv("MY_STREAM_API_KEY", STREAMED)
+    REDACTOR.refresh_env()
+    yield STREAMED
+    monkeypatch.delenv("MY_STREAM_API_KEY")
+    REDACTOR.refresh_env()
+
+
+def recorder_session(tmp_path):
+    s = ScriptedSession(tmp_path, pm=make_pm("recorder"))
+    s.start()
+    return s
+
+
+def transcript_delta(s, t, delta, item="item_a", response="resp_a"):
+    s.server(t, "response.audio_transcript.delta", response_id=response, item_id=item, output_index=0, content_index=0, delta=delta)
+
+
+def audio_delta(s, t, item="item_a", response="resp_a"):
+    s.server(t, "response.audio.delta", response_id=response, item_id=item, output_index=0, content_index=0, delta=audio_b64(960))
+
+
+def server_lines(run_dir):
+    return [(r["event"]["type"], r["event"].get("delta")) for r in lines(run_dir) if r["direction"] == "server"]
+
+
+def test_a_secret_in_two_argument_deltas_is_masked_across_them(tmp_path, streamed_secret):
+    s = recorder_session(tmp_path)
+    call = {"response_id": "resp_f", "item_id": "item_f", "output_index": 0, "call_id": "call_1"}
+    s.server(0.1, "response.function_call_arguments.delta", **call, delta='{"secret": "fake-str')
+    s.server(0.2, "response.function_call_arguments.delta", **call, delta='eam-secret-7c41d09e"}')
+    s.server(0.3, "response.function_call_arguments.done", **call, name="lookup", arguments=f'{{"secret": "{STREAMED}"}}')
+    s.end()
+    text = (tmp_path / "events.jsonl").read_text()
+    assert "7c41d09e" not in text and "fake-str" not in text
+    assert server_lines(tmp_path) == [
+        ("response.function_call_arguments.delta", '{"secret": "***'),
+        ("response.function_call_arguments.delta", '"}'),
+        ("response.function_call_arguments.done", None),
+    ]
+    assert lines(tmp_path)[-2]["event"]["arguments"] == '{"secret": "***"}'
+    assert [r["t"] for r in lines(tmp_path)][1:4] == [0.1, 0.2, 0.3]  # each keeps its own time
+
+
+def test_a_secret_in_three_transcript_deltas_keeps_every_line_in_order(tmp_path, streamed_secret):
+    s = recorder_session(tmp_path)
+    path = tmp_path / "events.jsonl"
+    transcript_delta(s, 0.1, "Your key is fake-")
+    audio_delta(s, 0.11)
+    assert len(path.read_text().splitlines()) == 1  # the delta waits, and the audio behind it
+    transcript_delta(s, 0.2, "stream-secret")
+    audio_delta(s, 0.21)
+    transcript_delta(s, 0.3, "-7c41d09e.")
+    audio_delta(s, 0.31)
+    assert len(path.read_text().splitlines()) == 7  # all written once the secret was complete
+    s.end()
+    assert "7c41d09e" not in path.read_text()
+    assert server_lines(tmp_path) == [
+        ("response.audio_transcript.delta", "Your key is ***"),
+        ("response.audio.delta", {"bytes": 960, "sha256": lines(tmp_path)[2]["event"]["delta"]["sha256"]}),
+        ("response.audio_transcript.delta", ""),
+        ("response.audio.delta", lines(tmp_path)[4]["event"]["delta"]),
+        ("response.audio_transcript.delta", "."),
+        ("response.audio.delta", lines(tmp_path)[6]["event"]["delta"]),
+    ]
+    times = [r["t"] for r in lines(tmp_path)]
+    assert times == sorted(times)
+
+
+def test_text_that_only_looked_like_the_start_of_a_secret_is_written_unchanged(tmp_path, streamed_secret):
+    s = recorder_session(tmp_path)
+    pieces = ["The fake", "-stream", " was", " news."]
+    for index, piece in enumerate(pieces):
+        s.server(0.1 * (index + 1), "response.text.delta", response_id="resp_t", item_id="item_t", output_index=0,
+                 content_index=0, delta=piece)
+    s.server(0.5, "input_audio_buffer.speech_started", audio_start_ms=500, item_id="item_u")
+    s.end()
+    assert server_lines(tmp_path) == [("response.text.delta", piece) for piece in pieces] + [
+        ("input_audio_buffer.speech_started", None)
+    ]
+
+
+def test_held_deltas_are_written_before_their_stream_is_done(tmp_path, streamed_secret):
+    s = recorder_session(tmp_path)
+    transcript_delta(s, 0.1, "Say fake-stream")
+    s.server(0.2, "response.audio_transcript.done", response_id="resp_a", item_id="item_a", output_index=0,
+             content_index=0, transcript="Say fake-stream")
+    assert server_lines(tmp_path) == [("response.audio_transcript.delta", "Say fake-stream"),
+                                      ("response.audio_transcript.done", None)]
+    # a stream without its done event: the response's end releases it
+    s.server(0.3, "response.output_text.delta", response_id="resp_b", item_id="item_b", output_index=0, content_index=0,
+             delta="fake-stream-")
+    s.server(0.4, "response.done", response={"id": "resp_b", "status": "cancelled", "output": []})
+    s.end()
+    assert server_lines(tmp_path)[2:] == [("response.output_text.delta", "fake-stream-"), ("response.done", None)]
+
+
+def test_held_deltas_are_written_when_the_connection_or_the_session_ends(tmp_path, streamed_secret):
+    s = recorder_session(tmp_path)
+    transcript_delta(s, 0.1, "lost at fake")
+    recorder.voicepipe_disconnected(ctx=s.ctx, code=1006, reason="gone", reconnecting=True)
+    s.server(0.3, "conversation.item.input_audio_transcription.delta", item_id="item_u", content_index=0,
+             delta="my fake-stream-secret")
+    s.end("user")
+    recorded = lines(tmp_path)
+    assert [(r["direction"], r["event"]["type"], r["event"].get("delta")) for r in recorded[1:]] == [
+        ("server", "response.audio_transcript.delta", "lost at fake"),
+        ("meta", "connection.lost", None),
+        ("server", "conversation.item.input_audio_transcription.delta", "my fake-stream-secret"),
+        ("meta", "recording.finished", None),
+    ]
+    assert recorded[-1]["event"]["lines"] == len(recorded) - 1
+
+
+def test_too_many_lines_behind_a_held_delta_release_it(tmp_path, streamed_secret, monkeypatch):
+    monkeypatch.setattr(recorder, "MAX_HELD_LINES", 3)
+    s = recorder_session(tmp_path)
+    transcript_delta(s, 0.1, "stuck on fake")
+    audio_delta(s, 0.2)
+    audio_delta(s, 0.3)
+    assert len(lines(tmp_path)) == 1  # three lines wait
+    audio_delta(s, 0.4)
+    assert server_lines(tmp_path)[0] == ("response.audio_transcript.delta", "stuck on fake")
+    assert [t for t, _ in server_lines(tmp_path)] == ["response.audio_transcript.delta"] + ["response.audio.delta"] * 3
+
+
+def test_a_replay_cuts_an_answer_with_a_split_secret_as_the_live_session_did(tmp_path, streamed_secret):
+    """Held transcript deltas keep their place among the audio deltas: replay's transcript, which
+    cuts an interrupted answer at the deltas received before the played audio, matches the live one."""
+    live = ScriptedSession(tmp_path / "live", profile=audio_profile())
+    live.start()
+    live.server(0.05, "session.created", session={**SESSION, "id": "sess_TEST1"})
+    live.server(0.10, "response.created", response={"id": "resp_a", "status": "in_progress", "output": []})
+    live.server(0.11, "response.output_item.added", response_id="resp_a", output_index=0,
+                item={"id": "item_a", "type": "message", "role": "assistant", "status": "in_progress", "content": []})
+    pieces = ["Your key is fake-", "stream-secret", "-7c41d09e.", " Keep", " it", " safe."]
+    t = 0.2
+    for piece in pieces:
+        transcript_delta(live, t, piece)
+        audio_delta(live, t + 0.01)
+        audio_delta(live, t + 0.02)
+        t += 0.1
+    live.playback(0.25, "playback.started", "item_a", 0, 200, response_id="resp_a")
+    text = "".join(pieces)
+    finish_answer(live, 0.9, "item_a", "resp_a", text)
+    live.playback(1.0, "playback.interrupted", "item_a", 70, 120, response_id="resp_a")
+    live.end("user")
+
+    pm = make_pm()
+    assert asyncio.run(replay(FakeProfile(name="replay"), tmp_path / "live", tmp_path / "replayed", pm=pm, log=NullLog())) == 0
+    transcript = (tmp_path / "live" / "transcript.txt").read_text()
+    assert "(interrupted at 0.1 s): Your key is ***. Keep …" in transcript
+    assert (tmp_path / "replayed" / "transcript.txt").read_text().splitlines() == transcript.splitlines()

@@ -177,3 +177,64 @@ def test_a_whole_run_never_writes_the_key_anywhere(tmp_path, monkeypatch, capsys
     assert "error: bad key ***" in printed.out
     assert "401 for key ***" in (run_dir / "voicepipe.log.jsonl").read_text()
     assert "Never say *** or ***." in (run_dir / "events.jsonl").read_text()
+
+
+# -- secrets streamed in pieces ------------------------------------------------------------------------
+
+
+def test_the_end_of_a_text_that_may_begin_a_secret_is_measured():
+    r = redactor(MY_API_KEY="fake-piece-key-42", OTHER_TOKEN='quote"d-token')
+    assert r.secret_prefix_length("the key is fake-pi") == len("fake-pi")
+    assert r.secret_prefix_length("f") == 1 and r.secret_prefix_length("ends with an f") == 1
+    assert r.secret_prefix_length('{"t": "quote\\"d-to') == len('quote\\"d-to')  # as it appears inside JSON
+    assert r.secret_prefix_length("fake-piece-key-42") == 0  # a whole secret is no beginning of one
+    assert r.secret_prefix_length("fake news") == r.secret_prefix_length("") == 0
+    assert redactor().secret_prefix_length("fake-pi") == 0  # no secrets: nothing to hold
+
+
+def test_a_secret_split_across_pieces_is_masked_where_it_starts():
+    r = redactor(MY_API_KEY="fake-piece-key-42")
+    assert r.redact_pieces(['{"k": "fake-pi', 'ece-key-42"}']) == ['{"k": "***', '"}']
+    assert r.redact_pieces(["is fake", "-piece-", "key-42. And fake-piece-key-42", "!"]) == ["is ***", "", ". And ***", "!"]
+    assert r.redact_pieces(["fake-piece", "", "-key-42"]) == ["***", "", ""]
+    pieces = ["no secret ", "here"]
+    assert r.redact_pieces(pieces) == pieces
+    # shapes too, when their pieces are together
+    assert "".join(r.redact_pieces(["api-", "key: abcdef", " rest"])) == "api-key: *** rest"
+
+
+def test_an_exception_a_record_carries_is_masked_for_handlers_voicepipe_does_not_own(tmp_path, monkeypatch):
+    """Records carrying exceptions get a masked ``exc_text`` (stdlib) or a masked text (structlog's
+    event dict); voicepipe's own sinks render the exception as before, and once."""
+    monkeypatch.setenv("AZURE_VOICELIVE_API_KEY", KEY)
+    console = io.StringIO()
+    log = configure_logging(tmp_path, console_stream=console)
+    foreign = io.StringIO()
+    handler = logging.StreamHandler(foreign)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logging.getLogger().addHandler(handler)
+    try:
+        try:
+            raise ConnectionError(f"401 for key {KEY}")
+        except ConnectionError as exc:
+            logging.getLogger("azure.ai.voicelive").error("SDK failed", exc_info=True)
+            log.error("connect_failed", exc_info=exc)
+        try:
+            raise ValueError("nothing secret")
+        except ValueError:
+            logging.getLogger("azure.ai.voicelive").exception("plain failure")
+    finally:
+        logging.getLogger().removeHandler(handler)
+        shutdown_logging()
+    seen = foreign.getvalue()
+    assert KEY not in seen and "ConnectionError: 401 for key ***" in seen
+    assert seen.count("Traceback (most recent call last)") == 2  # the two stdlib records, once each
+    assert "ValueError: nothing secret" in seen
+    assert "'exc_info': ConnectionError('401 for key ***')" in seen  # structlog's event dict, as str()
+    printed = console.getvalue()
+    assert KEY not in printed and printed.count("ConnectionError: 401 for key ***") == 2
+    assert printed.count("Traceback (most recent call last)") == 3
+    lines = [json.loads(line) for line in (tmp_path / "voicepipe.log.jsonl").read_text().splitlines()]
+    assert [line["exception"][0]["exc_value"] for line in lines if "exception" in line] == [
+        "401 for key ***", "401 for key ***", "nothing secret"
+    ]

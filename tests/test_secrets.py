@@ -26,21 +26,18 @@ URL-encoded, so one byte search covers every encoding.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import secrets
 import textwrap
-import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from azure.core.credentials import AccessToken
+from emulator_helpers import served_emulator
 
 from voicepipe import cli
-from voicepipe.emulator import Emulator, parse_scenario
+from voicepipe.emulator import parse_scenario
 from voicepipe.errors import SessionError
 from voicepipe.redact import MASK, REDACTOR, Redactor
 from voicepipe.testing import run_profile
@@ -136,31 +133,9 @@ def write_profile(tmp_path: Path, endpoint: str, *, auth: str, instructions: str
     return path
 
 
-@contextlib.contextmanager
-def emulator_thread(scenario: str, *, credential: str) -> Iterator[Emulator]:
-    """An emulator that accepts only ``credential`` (key or bearer token), served from its own thread.
-
-    On the way out it lets the connections finish closing (the client's close handshake) before it
-    stops, so that their close codes are the client's, not the emulator's own 1001."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="secrets-emulator", daemon=True)
-    thread.start()
-    emulator = Emulator(parse_scenario(scenario, "secrets-scenario.yaml"), api_key=credential, speed=0)
-    asyncio.run_coroutine_threadsafe(emulator.start(), loop).result(timeout=10)
-
-
-    async def settle() -> None:
-        waits = (asyncio.wait_for(record.closed.wait(), 10) for record in emulator.connections)
-        await asyncio.gather(*waits, return_exceptions=True)
-
-    try:
-        yield emulator
-    finally:
-        asyncio.run_coroutine_threadsafe(settle(), loop).result(timeout=15)
-        asyncio.run_coroutine_threadsafe(emulator.stop(), loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
+def emulator_thread(scenario: str, *, credential: str):
+    """An emulator that accepts only ``credential`` (key or bearer token), served from its own thread."""
+    return served_emulator(parse_scenario(scenario, "secrets-scenario.yaml"), api_key=credential)
 
 
 def fragments(secret: str) -> list[str]:
@@ -298,11 +273,6 @@ def test_a_session_writes_and_prints_no_secret(auth, driver, tmp_path, monkeypat
         assert "Received websocket text message" in log
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="voicepipe/builtin/recorder.py masks each events.jsonl line on its own: a secret the model streams "
-    "in pieces (response.function_call_arguments.delta, transcript and text deltas) is written piece by piece",
-)
 def test_a_secret_streamed_in_pieces_is_not_recorded_piece_by_piece(api_key, tmp_path, capfd):
     """The model passes the key to a tool: the arguments arrive in 8-character deltas, then whole."""
     with emulator_thread(scenario_text(KEY, in_arguments=True), credential=KEY) as emulator:
@@ -318,12 +288,6 @@ def test_a_secret_streamed_in_pieces_is_not_recorded_piece_by_piece(api_key, tmp
     assert_nothing_leaks((KEY,), folders=[tmp_path / "logs"], texts={"stdout": printed.out, "stderr": printed.err})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="voicepipe/logsetup.py masks the text of every record and structlog event dict, but an exception "
-    "attached to a record (exc_info) is rendered by each handler itself: one voicepipe does not own (pytest's "
-    "capture) prints the exception's message unmasked",
-)
 def test_the_log_records_pytest_captures_hold_no_secret(api_key, tmp_path, caplog):
     with emulator_thread(scenario_text(KEY), credential=KEY) as emulator:
         profile = write_profile(tmp_path, emulator.url + "/?api-key=" + KEY, auth="api-key")

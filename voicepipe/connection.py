@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, AsyncIterator, Optional
 from urllib.parse import urlsplit
@@ -101,12 +102,17 @@ def resolve_target(profile: Profile, environ: Optional[dict] = None) -> Target:
 
 @contextlib.asynccontextmanager
 async def open_credential(target: Target, environ: Optional[dict] = None) -> AsyncIterator[Any]:
-    """The SDK credential for ``target``: a key credential, or Entra's ``DefaultAzureCredential``."""
+    """The SDK credential for ``target``: a key credential, or Entra's ``DefaultAzureCredential``
+    (a local stand-in for the embedded emulator, which takes any bearer token: offline there is
+    no one to sign in to)."""
     env = os.environ if environ is None else environ
     if target.auth == "api-key":
         from azure.core.credentials import AzureKeyCredential
 
         yield AzureKeyCredential(env.get(API_KEY_ENV) or EMULATOR_KEY)
+        return
+    if target.is_emulator:
+        yield _EmulatorToken()
         return
     from azure.identity.aio import DefaultAzureCredential
 
@@ -115,6 +121,26 @@ async def open_credential(target: Target, environ: Optional[dict] = None) -> Asy
         yield _RedactedTokens(credential)
     finally:
         await credential.close()
+
+
+class _EmulatorToken:
+    """The bearer token the embedded emulator is given under ``auth: entra``."""
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        import time
+
+        from azure.core.credentials import AccessToken
+
+        return AccessToken(EMULATOR_KEY, int(time.time()) + 3600)
+
+    async def close(self) -> None:
+        pass
+
+    async def __aenter__(self) -> "_EmulatorToken":
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        pass
 
 
 class _RedactedTokens:
@@ -185,9 +211,10 @@ def _explain_connect_error(exc: BaseException, target: Target, where: str) -> st
     auth_note = (
         f"the api-key from {API_KEY_ENV}" if target.auth == "api-key" else "the Entra ID token (DefaultAzureCredential)"
     )
-    if "401" in text:
+    status = _http_status(exc, text)
+    if status == 401:
         return f"{where} refused the connection: 401 Unauthorized: {auth_note} was not accepted (check it is for this resource)"
-    if "403" in text:
+    if status == 403:
         return (
             f"{where} refused the connection: 403 Forbidden: {auth_note} lacks access "
             "(for Entra ID, assign the 'Cognitive Services User' role on the resource)"
@@ -197,3 +224,18 @@ def _explain_connect_error(exc: BaseException, target: Target, where: str) -> st
         return f"no Entra ID credential available ({first}); run `az login`, or set {API_KEY_ENV} and auth: api-key"
     first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
     return f"could not connect to {where}: {first}"
+
+
+def _http_status(exc: BaseException, text: str) -> Optional[int]:
+    """The HTTP status that refused the WebSocket upgrade: aiohttp's, which the SDK wraps, else
+    the one its message starts with (never a number inside the URL it quotes)."""
+    seen: Optional[BaseException] = exc
+    for _ in range(8):  # a chain, not a cycle
+        if seen is None:
+            break
+        status = getattr(seen, "status", None)
+        if isinstance(status, int):
+            return status
+        seen = seen.__cause__ or seen.__context__
+    found = re.search(r"\b([1-5]\d\d)\b", text.split("url=")[0])
+    return int(found.group(1)) if found else None

@@ -17,7 +17,7 @@ session: ``ctx.send(event)``, ``ctx.spawn(coro)``, ``ctx.stop(reason)``, ``ctx.l
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Awaitable, Mapping
+from typing import TYPE_CHECKING, Any, Awaitable, Iterable, Mapping
 
 import pluggy
 
@@ -121,8 +121,23 @@ def voicepipe_tool_call(
     Called once the response that holds the call is done. ``arguments`` is the parsed JSON the
     model sent. Return a JSON-serialisable value (or a string), or an awaitable of one: it is sent
     back as the ``function_call_output`` and a new response is requested. Return ``None``
-    (synchronously) for tools you do not own. Add the tool's schema to the session in
-    :func:`voicepipe_session_config`.
+    (synchronously) for tools you do not own. The tool itself is declared in the profile's
+    ``session.tools`` (or added to the session in :func:`voicepipe_session_config`).
+
+    Never block here: do slow work in the awaitable, or in a thread
+    (``asyncio.to_thread``). The runtime bounds the wait by ``tools.timeout_s``; an exception or
+    a timeout is sent to the model as ``{"error": …}`` and the conversation goes on. Calls of one
+    response run concurrently.
+    """
+
+
+@hookspec
+def voicepipe_tools_provided() -> Iterable[str]:
+    """Return the names of the function tools this plugin runs in :func:`voicepipe_tool_call`.
+
+    Lets ``voicepipe validate`` report a tool the profile declares that nothing implements. A
+    plugin that implements ``voicepipe_tool_call`` without this hook is taken to run any tool,
+    which turns that check off.
     """
 
 

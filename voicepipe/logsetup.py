@@ -98,19 +98,42 @@ def configure_logging(
 
 def _masked(logger: Any, method_name: str, event_dict: dict) -> dict:
     """structlog processor: the event with every secret masked."""
-    return REDACTOR.redact_obj(event_dict)
+    return _MaskedEventDict(REDACTOR.redact_obj(event_dict))
+
+
+class _MaskedEventDict(dict):
+    """An event dict, as the record's ``msg``, whose text is masked too.
+
+    Its string values are masked already, but not what other objects in it print: an exception
+    under ``exc_info`` keeps its message for voicepipe's own formatters to render (and mask), and a
+    handler voicepipe does not own (pytest's capture) prints the record as ``str(msg)``. Only that
+    rendering pays; structlog's formatter copies the dict into a plain one."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return REDACTOR.redact(dict.__repr__(self))
+
+    __str__ = __repr__
 
 
 def _mask_records_of_other_libraries() -> None:
     """Mask the text of every stdlib log record as it is made (the Azure SDK's, aiohttp's), so that
     handlers voicepipe does not own (pytest's capture, an embedding application's) never see a
-    secret. Installed once; records below a logger's level are never made, so they cost nothing."""
+    secret. Installed once; records below a logger's level are never made, so they cost nothing.
+
+    A record carrying an exception (``exc_info``) gets its traceback rendered here, once, and masked
+    into ``exc_text``, which ``logging.Formatter`` prints instead of rendering the exception itself.
+    voicepipe's own formatters ignore ``exc_text`` and render ``exc_info`` (masking the result), so
+    their output is unchanged."""
     factory = logging.getLogRecordFactory()
     if getattr(factory, "voicepipe_masks", False):
         return
 
     def make_masked_record(*args: Any, **kwargs: Any) -> logging.LogRecord:
         record = factory(*args, **kwargs)
+        if record.exc_info and not record.exc_text:
+            _mask_traceback(record)
         if isinstance(record.msg, str):
             if record.args:
                 # an argument may be an object whose str() holds the secret (a URL): mask the text
@@ -123,6 +146,21 @@ def _mask_records_of_other_libraries() -> None:
 
     make_masked_record.voicepipe_masks = True  # type: ignore[attr-defined]
     logging.setLogRecordFactory(make_masked_record)
+
+
+_TRACEBACKS = logging.Formatter()
+
+
+def _mask_traceback(record: logging.LogRecord) -> None:
+    """Set ``record.exc_text`` to the record's traceback, masked, if it holds a secret (otherwise
+    each handler's formatter renders it its own way, as usual)."""
+    try:
+        text = _TRACEBACKS.formatException(record.exc_info)  # type: ignore[arg-type]
+    except Exception:  # not an exception the logging module can render: its formatter's to report
+        return
+    masked = REDACTOR.redact(text)
+    if masked is not text:
+        record.exc_text = masked
 
 
 def shutdown_logging(*, fallback: bool = True) -> None:

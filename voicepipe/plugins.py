@@ -156,8 +156,8 @@ def load_plugin(spec: str, base_dir: Path) -> tuple[str, Any, str]:
     if spec in BUILTINS:
         raise UsageError(f"plugin {spec!r} is built in and always loaded; list it under 'disable:' to turn it off")
     if spec.endswith(".py") or "/" in spec or os.sep in spec:
-        path = _resolve_file(spec, base_dir)
-        return plugin_name(spec), _plugin_object(_import_file(path, spec)), spec
+        path = resolve_file(spec, base_dir)
+        return plugin_name(spec), _plugin_object(import_file(path, spec)), spec
     try:
         module = importlib.import_module(spec)
     except ModuleNotFoundError as exc:
@@ -171,17 +171,23 @@ def load_plugin(spec: str, base_dir: Path) -> tuple[str, Any, str]:
     return plugin_name(spec), _plugin_object(module), spec
 
 
-def _resolve_file(spec: str, base_dir: Path) -> Path:
+def resolve_file(spec: str, base_dir: Path, what: str = "plugin file") -> Path:
+    """The file a relative ``spec`` names: under ``base_dir``, else under the working directory."""
     candidates = [Path(spec)] if Path(spec).is_absolute() else [base_dir / spec, Path.cwd() / spec]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
     tried = ", ".join(str(c) for c in candidates)
-    raise UsageError(f"plugin file {spec!r} not found (looked at {tried})")
+    raise UsageError(f"{what} {spec!r} not found (looked at {tried})")
 
 
-def _import_file(path: Path, spec: str) -> ModuleType:
-    module_name = f"voicepipe.local.{path.stem}"
+def import_file(path: Path, spec: str, *, namespace: str = "voicepipe.local", reuse: bool = False) -> ModuleType:
+    """Import the Python file at ``path`` as ``<namespace>.<stem>``; with ``reuse``, a module
+    already imported from that file is returned as it is, like a normal import."""
+    module_name = f"{namespace}.{path.stem}"
+    loaded = sys.modules.get(module_name)
+    if reuse and loaded is not None and getattr(loaded, "__file__", None) == str(path):
+        return loaded
     import_spec = importlib.util.spec_from_file_location(module_name, path)
     assert import_spec is not None and import_spec.loader is not None
     module = importlib.util.module_from_spec(import_spec)
@@ -212,13 +218,18 @@ def check_hooks(pm: VoicepipePluginManager) -> None:
 
 
 def configure_plugins(pm: VoicepipePluginManager, profile: Profile) -> None:
-    """Call ``voicepipe_configure``; a plugin's ``UsageError`` stays a configuration error."""
+    """Call ``voicepipe_configure``, then check that the profile's function tools have an
+    implementation; a plugin's ``UsageError`` stays a configuration error."""
     try:
         pm.hook.voicepipe_configure.call_historic(kwargs={"profile": profile})
     except UsageError:
         raise
     except Exception as exc:
         raise UsageError(f"a plugin failed to configure: {type(exc).__name__}: {exc}") from None
+    if pm.has_plugin("tools"):
+        from voicepipe.toolbind import check_tools
+
+        check_tools(profile, pm)
 
 
 def plugin_names(specs: Iterable[str]) -> list[str]:

@@ -12,6 +12,10 @@ A :class:`Redactor` masks two kinds of secrets:
 Everything is one precompiled regular expression, so text without secrets costs one scan. Values
 shorter than :data:`MIN_SECRET_LENGTH` are not registered: masking ``"1234"`` everywhere would do
 more harm than good. :data:`REDACTOR` is the instance every writer uses.
+
+Text that arrives in pieces (the model's streamed deltas) can split a value so that no piece holds
+it: :meth:`Redactor.secret_prefix_length` tells a writer to wait for the next piece, and
+:meth:`Redactor.redact_pieces` masks a value across the pieces it waited for.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import json
 import os
 import re
 import threading
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 from urllib.parse import quote
 
 MASK = "***"
@@ -89,6 +93,8 @@ class Redactor:
         self._watched: set[str] = set(ALWAYS_SECRET_ENV)
         self._regex: re.Pattern[str] = re.compile("")
         self._variants: tuple[str, ...] = ()
+        # (the search of _tail_regex, first character -> (longest length, variants)), swapped whole
+        self._beginnings: tuple[Optional[re.Pattern[str]], dict[str, tuple[int, tuple[str, ...]]]] = (None, {})
         self._compile()
         if load_env:
             self.refresh_env(environ)
@@ -143,6 +149,13 @@ class Redactor:
         parts.append(_JWT)
         self._regex = re.compile("|".join(parts))
         self._variants = tuple(variants)
+        heads: dict[str, list[str]] = {}
+        for variant in variants:
+            heads.setdefault(variant[0], []).append(variant)
+        self._beginnings = (
+            _tail_regex(variants) if variants else None,
+            {first: (max(map(len, group)), tuple(group)) for first, group in heads.items()},
+        )
 
     # -- masking ------------------------------------------------------------------------------------
 
@@ -188,9 +201,87 @@ class Redactor:
             return tuple(self.redact_obj(v) for v in obj)
         return obj
 
+    def secret_prefix_length(self, text: str) -> int:
+        """How many characters at the end of ``text`` could be the start of a known secret value: the
+        length of the longest end of ``text`` that is a proper beginning of one (0 when none is).
+
+        For text written piece by piece as it streams in: a piece that ends so may be followed by
+        the rest of the secret, and masking each piece on its own would then mask nothing. Only the
+        values are looked for, not the shapes. One regular-expression search for most text.
+        """
+        tail, heads = self._beginnings
+        if tail is None or not text:
+            return 0
+        match = tail.search(text)
+        if match is None:
+            return 0
+        size = len(text)
+        if match.lastgroup != "long":
+            return size - match.start()  # the leftmost short beginning, and no long one before it
+        best = 0
+        for first, (longest, variants) in heads.items():
+            index = text.find(first, max(match.start(), size - longest + 1))  # a proper beginning is shorter
+            while index != -1 and size - index > best:
+                end = text[index:]
+                if any(len(variant) > len(end) and variant.startswith(end) for variant in variants):
+                    best = size - index  # the leftmost candidate is the longest for this first character
+                    break
+                index = text.find(first, index + 1)
+        return best
+
+    def redact_pieces(self, pieces: Sequence[str]) -> list[str]:
+        """``pieces`` of one text (streamed deltas) with every secret masked, also one split across
+        pieces: its mask goes into the piece where it starts and its other characters are dropped,
+        so that the pieces joined are ``redact("".join(pieces))`` and there are as many of them."""
+        text = "".join(pieces)
+        if not text or not self._may_hold_secret(text):
+            return list(pieces)
+        spans = [(match.start(), match.end(), self._mask(match)) for match in self._regex.finditer(text)]
+        if not spans:
+            return list(pieces)
+        result = []
+        start = 0
+        for piece in pieces:
+            end = start + len(piece)
+            parts = []
+            position = start
+            for first, last, replacement in spans:
+                if last <= position or first >= end:
+                    continue
+                if first >= position:  # starts here: the text before it, then its mask
+                    parts.append(text[position:first])
+                    parts.append(replacement)
+                position = min(last, end)  # the match's characters in this piece are dropped
+            parts.append(text[position:end])
+            result.append("".join(parts))
+            start = end
+        return result
+
     def contains_secret(self, text: str) -> bool:
         """Whether ``text`` holds anything :meth:`redact` would mask."""
         return bool(text) and self._may_hold_secret(text) and self._regex.search(text) is not None
+
+
+#: :meth:`Redactor.secret_prefix_length`'s regular expression tells beginnings up to this long itself
+_TAIL_CHAIN = 16
+
+
+def _tail_regex(variants: set[str]) -> re.Pattern[str]:
+    """Finds the leftmost place where either text ends with a proper beginning of a variant at
+    most :data:`_TAIL_CHAIN` long (``a(?:b(?:c)?)?\\Z``), or a longer beginning starts (group
+    ``long``: its first characters). One C-speed search rules out most text; only ``long``
+    matches need a closer look."""
+    longs, chains = [], []
+    for variant in sorted(variants, key=len, reverse=True):
+        head = variant[: min(_TAIL_CHAIN, len(variant) - 1)]
+        chain = ""
+        for char in reversed(head[1:]):
+            chain = f"(?:{re.escape(char)}{chain})?"
+        chains.append(re.escape(head[0]) + chain + r"\Z")
+        if len(variant) - 1 > _TAIL_CHAIN:
+            longs.append(re.escape(variant[: _TAIL_CHAIN + 1]))
+    parts = (["(?P<long>" + "|".join(longs) + ")"] if longs else []) + chains
+    return re.compile("|".join(parts))
 
 
 def _is_secret_key(key: Any) -> bool:

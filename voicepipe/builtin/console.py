@@ -59,6 +59,7 @@ class Console:
         self.played: set = set()  # items whose playback ended
         self.playback_clock = playback_clock  # playback milestones tell when answers are heard
         self.seeded: set = set()  # items re-sent after a reconnect: already shown
+        self.assistant_label = "Assistant"  # "Agent" when the session talks to a Foundry agent
 
     # -- output ------------------------------------------------------------------------------------
 
@@ -144,8 +145,13 @@ class Console:
                 self.refresh()
         elif kind == "session.created":
             session = event.get("session") or {}
-            model = session.get("model")
-            self.line(f"Session {session.get('id', '?')} started" + (f" (model {model})" if model else ""))
+            agent = session.get("agent")
+            if isinstance(agent, Mapping) and agent.get("name"):
+                self.assistant_label = "Agent"
+                self.line(f"Session {session.get('id', '?')} started (agent {agent['name']})")
+            else:
+                model = session.get("model")
+                self.line(f"Session {session.get('id', '?')} started" + (f" (model {model})" if model else ""))
         elif kind == "session.updated":
             if not self.ready:
                 self.ready = True
@@ -224,7 +230,7 @@ class Console:
             return
         self.printed_answers.add(item_id)
         self.assistant_words = ""
-        self.line(f"Assistant: {text.strip()}", final_words=True)
+        self.line(f"{self.assistant_label}: {text.strip()}", final_words=True)
 
     def _response_done(self, response: Mapping[str, Any]) -> None:
         status = response.get("status")
@@ -266,12 +272,14 @@ def voicepipe_session_start(ctx: Any) -> None:
         tty = bool(stream.isatty())
     except (AttributeError, ValueError):
         tty = False
-    ctx.stash[STASH_KEY] = Console(
+    console = ctx.stash[STASH_KEY] = Console(
         stream,
         quiet=bool(settings.get("quiet", False)),
         tty=tty,
         playback_clock=session_clock(ctx).playback_expected,
     )
+    if ctx.profile.connection.get("agent"):
+        console.assistant_label = "Agent"
 
 
 @voicepipe.hookimpl

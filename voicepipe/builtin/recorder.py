@@ -16,6 +16,17 @@ masked for secrets and written one by one with a system call each, so a killed p
 every event it saw on disk. NaN and the infinities (which a JSON parser may accept in a server
 frame, but JSON cannot hold) are written as ``null``.
 
+A secret the model streams in pieces (a tool call's arguments, a transcript, text) would be in no
+single line, so masking lines would miss it. A text delta whose stream so far ends with the
+beginning of a known secret value (:meth:`~voicepipe.redact.Redactor.secret_prefix_length`) is held
+back, and every line after it waits behind it, until the stream's next deltas tell: a completed
+secret is masked across the held deltas (the mask in the delta where it starts, its other pieces
+cut from the others), anything else is written unchanged. The stream's ``.done`` event, the end of
+its response, a ``meta`` line (connection lost, recording finished) and :data:`MAX_HELD_LINES`
+lines waiting release them too. Lines keep their order, times and number, so replay sees the deltas
+as they came (its transcript stamps each transcript delta with the audio received before it); only
+the lines held back at a kill are lost.
+
 ``voicepipe replay`` reads this file back (:mod:`voicepipe.replay`).
 """
 
@@ -24,8 +35,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections import deque
 from datetime import datetime
-from typing import Any, BinaryIO, Mapping
+from typing import Any, BinaryIO, Mapping, Optional
 
 import voicepipe
 from voicepipe.pipeline import event_fields
@@ -45,6 +57,50 @@ AUDIO_FIELDS = {
 }
 _AUDIO_PLACEHOLDER = "\x00voicepipe-audio\x00"
 _AUDIO_PLACEHOLDER_JSON = json.dumps(_AUDIO_PLACEHOLDER)
+#: server event type -> (the text stream it belongs to, "delta" | "done" | "response_done"); the
+#: preview and GA names of a stream share its kind
+TEXT_STREAM_EVENTS = {
+    "response.audio_transcript.delta": ("transcript", "delta"),
+    "response.output_audio_transcript.delta": ("transcript", "delta"),
+    "response.text.delta": ("text", "delta"),
+    "response.output_text.delta": ("text", "delta"),
+    "response.function_call_arguments.delta": ("arguments", "delta"),
+    "conversation.item.input_audio_transcription.delta": ("input_transcript", "delta"),
+    "response.audio_transcript.done": ("transcript", "done"),
+    "response.output_audio_transcript.done": ("transcript", "done"),
+    "response.text.done": ("text", "done"),
+    "response.output_text.done": ("text", "done"),
+    "response.function_call_arguments.done": ("arguments", "done"),
+    "conversation.item.input_audio_transcription.completed": ("input_transcript", "done"),
+    "conversation.item.input_audio_transcription.failed": ("input_transcript", "done"),
+    "response.done": (None, "response_done"),
+}
+#: lines waiting (held deltas included) before they are all written as they are (a stream that stops
+#: on the beginning of a secret and never ends must not keep the rest of the session off disk)
+MAX_HELD_LINES = 256
+
+
+class _HeldDelta:
+    """A text delta held back; ``line`` is set when its stream decides what it says."""
+
+    __slots__ = ("t", "fields", "delta", "line")
+
+    def __init__(self, t: float, fields: dict, delta: str):
+        self.t = t
+        self.fields = fields
+        self.delta = delta
+        self.line: Optional[str] = None
+
+
+class _HeldStream:
+    """The held deltas of one text stream, and their text."""
+
+    __slots__ = ("response_id", "deltas", "text")
+
+    def __init__(self, response_id: Any):
+        self.response_id = response_id
+        self.deltas: list[_HeldDelta] = []
+        self.text = ""
 
 
 class Recording:
@@ -55,12 +111,21 @@ class Recording:
         self.full_audio = full_audio
         self.clock_origin = clock_origin
         self.lines = 0
+        self._held: dict[tuple, _HeldStream] = {}  # streams with held deltas
+        self._queue: deque = deque()  # lines (str) and held deltas, in order, behind the first held delta
 
     def write(self, t: float, direction: str, event: Mapping[str, Any]) -> None:
         if self.file.closed:
             return
         fields = event_fields(event)
-        audio_field = AUDIO_FIELDS.get(fields.get("type"))
+        event_type = fields.get("type")
+        audio_field = AUDIO_FIELDS.get(event_type)
+        if audio_field is None:
+            stream = TEXT_STREAM_EVENTS.get(event_type)
+            if stream is not None and direction == "server" and self._text_event(stream, t, fields):
+                return  # held back, or released with its stream
+            if direction == "meta" and self._held:
+                self._release_all()  # the connection or the recording ends: no delta will follow
         audio = fields.get(audio_field) if audio_field else None
         full_audio = None
         if type(fields) is dict and not isinstance(audio, str):
@@ -73,20 +138,111 @@ class Recording:
                 data[audio_field] = _AUDIO_PLACEHOLDER  # spliced in after masking: no regex over audio
             else:
                 data[audio_field] = describe_audio(audio)
-        record = {"t": t, "direction": direction, "event": data}
-        try:
-            line = _ENCODER.encode(record)
-        except ValueError:  # NaN or an infinity (a JSON parser may accept them; JSON cannot hold them)
-            line = _ENCODER.encode(_finite(record))
-        line = REDACTOR.redact(line)
+        line = _masked_line({"t": t, "direction": direction, "event": data})
         if full_audio is not None:
             line = line.replace(_AUDIO_PLACEHOLDER_JSON, json.dumps(full_audio), 1)
-        _write_all(self.file, (line + "\n").encode("utf-8"))  # on disk when the call returns
-        self.lines += 1
+        if self._queue:
+            self._queue.append(line)
+            self._drain()
+        else:
+            self._emit(line)
+
+    def flush(self) -> None:
+        """Write every held delta (secrets completed so far masked) and the lines behind them."""
+        if self._held:
+            self._release_all()
+        self._drain()
 
     def close(self) -> None:
         if not self.file.closed:
+            self.flush()
             self.file.close()
+
+    def _emit(self, line: str) -> None:
+        _write_all(self.file, (line + "\n").encode("utf-8"))  # on disk when the call returns
+        self.lines += 1
+
+    # -- secrets streamed in pieces ----------------------------------------------------------------
+
+    def _text_event(self, stream: tuple, t: float, fields: Mapping[str, Any]) -> bool:
+        """Handle a text stream's event; true when it was queued here (a held delta), false when
+        :meth:`write` goes on to write it (after releasing what it ends)."""
+        kind, role = stream
+        held = self._held
+        if role == "delta":
+            delta = fields.get("delta")
+            if not isinstance(delta, str):
+                return False
+            key = _stream_key(kind, fields) if held else None
+            state = held.get(key) if held else None
+            if state is None:
+                if REDACTOR.secret_prefix_length(delta) == 0:
+                    return False  # the common case: nothing held, nothing to hold
+                key = _stream_key(kind, fields)
+                state = held[key] = _HeldStream(fields.get("response_id"))
+            entry = _HeldDelta(t, dict(fields), delta)  # a copy: the event itself is never changed
+            state.deltas.append(entry)
+            state.text += delta
+            self._queue.append(entry)
+            if len(state.deltas) > 1 and REDACTOR.secret_prefix_length(state.text) == 0:
+                self._release(key)  # the secret is complete, or was not one
+            self._drain()
+            return True
+        if held:
+            if role == "done":
+                key = _stream_key(kind, fields)
+                if key in held:
+                    self._release(key)
+            else:  # response.done: its streams are over, done events or not
+                response = fields.get("response")
+                response_id = response.get("id") if isinstance(response, Mapping) else None
+                for key, state in list(held.items()):
+                    if state.response_id is not None and response_id in (None, state.response_id):
+                        self._release(key)
+        return False
+
+    def _release(self, key: tuple) -> None:
+        """Decide what the held deltas of a stream say: a secret split across them is masked."""
+        state = self._held.pop(key)
+        pieces = REDACTOR.redact_pieces([entry.delta for entry in state.deltas])
+        for entry, piece in zip(state.deltas, pieces):
+            entry.fields["delta"] = piece
+            entry.line = _masked_line({"t": entry.t, "direction": "server", "event": entry.fields})
+
+    def _release_all(self) -> None:
+        for key in list(self._held):
+            self._release(key)
+
+    def _drain(self) -> None:
+        """Write the queued lines up to the first delta still held."""
+        queue = self._queue
+        while queue:
+            item = queue[0]
+            line = item if type(item) is str else item.line
+            if line is None:
+                if len(queue) <= MAX_HELD_LINES:
+                    return
+                self._release_all()  # too much waits behind it: written as it is
+                continue
+            queue.popleft()
+            self._emit(line)
+
+
+def _stream_key(kind: str, fields: Mapping[str, Any]) -> tuple:
+    """What a text stream's deltas and its done event share: the item (or call, or response) and
+    the content part."""
+    item = fields.get("item_id") or fields.get("call_id") or fields.get("response_id")
+    index = fields.get("content_index")
+    return (kind, item if isinstance(item, str) else None, index if isinstance(index, int) else None)
+
+
+def _masked_line(record: dict) -> str:
+    """``record`` as one JSON line, secrets masked."""
+    try:
+        line = _ENCODER.encode(record)
+    except ValueError:  # NaN or an infinity (a JSON parser may accept them; JSON cannot hold them)
+        line = _ENCODER.encode(_finite(record))
+    return REDACTOR.redact(line)
 
 
 def describe_audio(b64: str) -> dict:
@@ -250,5 +406,6 @@ def voicepipe_reconnected(
 def voicepipe_session_end(ctx: Any, reason: str) -> None:
     recording = ctx.stash.pop(STASH_KEY, None)
     if recording is not None:
+        recording.flush()  # held deltas count among the lines
         recording.write(elapsed(ctx), "meta", {"type": "recording.finished", "reason": reason, "lines": recording.lines})
         recording.close()

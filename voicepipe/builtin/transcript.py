@@ -8,6 +8,10 @@ then one line per turn::
     [00:06.1] Assistant: It's foggy and 12 degrees.
     [00:12.0] Assistant (interrupted at 1.8 s): Tomorrow looks …
 
+In a session with a Foundry agent, answers are labelled ``Agent`` and the header shows the agent,
+the agent and thread ids and the instructions the service reports, as the Voice Live agents
+quickstart's conversation log does.
+
 ``transcript.jsonl`` holds one record per turn: ``role`` (``user``, ``assistant``, ``tool_call``,
 ``tool_result``), ``text``, ``item_id``, ``response_id``, ``start``, ``end`` (seconds since the
 session started), ``interrupted``, ``played_ms``; cut answers add ``generated_text`` and
@@ -62,6 +66,8 @@ JSONL_FILE = "transcript.jsonl"
 STASH_KEY = "transcript"
 ELLIPSIS = "…"
 LABELS = {"user": "User", "assistant": "Assistant", "tool_call": "Tool call", "tool_result": "Tool result"}
+AGENT_LABEL = "Agent"  # the assistant's label when the session talks to a Foundry agent
+INSTRUCTIONS_SHOWN = 200  # characters of an agent's instructions in the header
 #: written turns still known by item id (older ones are forgotten)
 MAX_WRITTEN_TURNS = 200
 #: turns kept in memory to re-seed a new connection after a drop (the runtime sends fewer)
@@ -462,6 +468,8 @@ class Transcript:
         if not self.header_written:
             self._write_header()
         label = LABELS.get(turn.role, turn.role)
+        if turn.role == "assistant" and is_agent_session(self.ctx, self.config):
+            label = AGENT_LABEL
         if turn.role == "assistant" and turn.interrupted:
             label += f" (interrupted at {turn.played_ms / 1000:.1f} s)" if turn.played_ms is not None else " (interrupted)"
         text = turn.text or ""
@@ -580,13 +588,21 @@ def describe_session(ctx: Any, config: Mapping[str, Any], session_id: Optional[s
     clock = session_clock(ctx)
     rows = [("session", session_id or ctx.session_id or "(no session id)")]
     rows.append(("started", clock.started_at.isoformat(timespec="seconds")))
-    agent = connection.get("agent") or config.get("agent")
+    agent = connection.get("agent")
     if isinstance(agent, Mapping) and agent.get("name"):
-        project = f" (project {agent['project']})" if agent.get("project") else ""
-        rows.append(("agent", f"{agent['name']}{project}"))
+        details = [f"{key} {agent[key]}" for key in ("project", "version") if agent.get(key)]
+        rows.append(("agent", f"{agent['name']}" + (f" ({', '.join(details)})" if details else "")))
+    served = config.get("agent")
+    if isinstance(served, Mapping):  # what the service says about the agent it connected
+        if served.get("agent_id"):
+            rows.append(("agent id", str(served["agent_id"])))
+        if served.get("thread_id"):
+            rows.append(("thread", str(served["thread_id"])))
     model = config.get("model") or connection.get("model")
     if model:
         rows.append(("model", str(model)))
+    if is_agent_session(ctx, config) and isinstance(config.get("instructions"), str):
+        rows.append(("instructions", _shortened(config["instructions"], INSTRUCTIONS_SHOWN)))
     voice = config.get("voice")
     if isinstance(voice, Mapping):
         rows.append(("voice", f"{voice.get('name')} ({voice.get('type')})" if voice.get("type") else str(voice.get("name"))))
@@ -605,6 +621,16 @@ def describe_session(ctx: Any, config: Mapping[str, Any], session_id: Optional[s
     else:
         rows.append(("configuration", "unknown (no session.updated received)"))
     return rows
+
+
+def is_agent_session(ctx: Any, config: Mapping[str, Any]) -> bool:
+    """Whether the session talks to a Foundry agent rather than a model."""
+    return bool(_attr_dict(ctx.profile, "connection").get("agent")) or isinstance(config.get("agent"), Mapping)
+
+
+def _shortened(text: str, limit: int) -> str:
+    text = _one_line(text)
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + ELLIPSIS
 
 
 def format_time(seconds: Optional[float]) -> str:

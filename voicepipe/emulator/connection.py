@@ -36,7 +36,7 @@ from voicepipe.emulator.events import (
 from voicepipe.emulator.faults import FaultPlan
 from voicepipe.emulator.formats import bytes_per_sample, decode_input, input_rate
 from voicepipe.emulator.record import ConnectionRecord
-from voicepipe.emulator.responses import Response, ResponsePlan
+from voicepipe.emulator.responses import PlannedCall, Response, ResponsePlan
 from voicepipe.emulator.scenario import Fault, Scenario, Turn, answer_text
 from voicepipe.emulator.session import apply_session_update, check_response_params
 from voicepipe.emulator.vad import EnergyVad
@@ -74,14 +74,21 @@ class Connection:
     """The protocol state of one WebSocket connection (see the module docstring)."""
 
     def __init__(
-        self, ws, record: ConnectionRecord, scenario: Scenario, speed: float, faults: FaultPlan, model: Optional[str]
+        self,
+        ws,
+        record: ConnectionRecord,
+        scenario: Scenario,
+        speed: float,
+        faults: FaultPlan,
+        model: Optional[str],
+        agent: Optional[dict] = None,
     ):
         self.ws = ws
         self.record = record
         self.scenario = scenario
         self.speed = max(0.0, float(speed))
         self.faults = faults
-        self.session = defaults.initial_session(model)
+        self.session = defaults.initial_session(model, agent)
         record.session = self.session
         self.conversation_id = defaults.new_id("conv")
         self.conversation = Conversation()
@@ -525,22 +532,33 @@ class Connection:
             else:
                 template = "{tool_output}"
             user = asked.user_text if asked is not None else ""
-            return ResponsePlan(text=answer_text(template, user=user, tool_output=latest.user_text))
+            return ResponsePlan(text=answer_text(template, user=user, tool_output=self._tool_output(latest, asked)))
         if latest.turn is None and not latest.tool_called:
             latest.turn = self._next_turn()
         turn = latest.turn
-        if (
-            turn is not None
-            and turn.tool is not None
-            and not latest.tool_called
-            and turn.tool.name in self._tool_names()
-        ):
+        available = self._tool_names()
+        wanted = [call for call in turn.calls if call.name in available] if turn is not None else []
+        if wanted and not latest.tool_called:
             latest.tool_called = True
-            call_id = defaults.new_id("call", 16)
-            self.conversation.remember_call(call_id, latest)
-            return ResponsePlan(tool_name=turn.tool.name, arguments=turn.tool.arguments, call_id=call_id)
+            calls = [PlannedCall(call.name, call.arguments, defaults.new_id("call", 16)) for call in wanted]
+            latest.call_ids = [call.call_id for call in calls]
+            for call in calls:
+                self.conversation.remember_call(call.call_id, latest)
+            return ResponsePlan(calls=calls)
         template = turn.assistant if turn is not None and turn.assistant else self.scenario.default_answer
         return ResponsePlan(text=answer_text(template, user=latest.user_text))
+
+    def _tool_output(self, latest: ItemRecord, asked: Optional[ItemRecord]) -> str:
+        """``{tool_output}``: the outputs of every call of the response that asked, in call order.
+
+        Each call's newest ``function_call_output`` counts; calls without one are left out. If the
+        asking turn is forgotten (or made one call), it is the output just sent, as before.
+        """
+        call_ids = asked.call_ids if asked is not None else []
+        if len(call_ids) <= 1:
+            return latest.user_text
+        outputs = self.conversation.call_outputs()
+        return "; ".join(outputs[call_id] for call_id in call_ids if call_id in outputs)
 
     def _tool_names(self) -> set[str]:
         return {t.get("name") for t in self.session.get("tools") or [] if t.get("type", "function") == "function"}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional
 
 from voicepipe.emulator import defaults
@@ -38,6 +38,7 @@ class ItemRecord:
     spoken: Optional[SpokenText] = None  # an assistant answer's audio
     first_delta_at: Optional[float] = None  # loop time of its first audio delta
     tool_called: bool = False
+    call_ids: list = field(default_factory=list)  # the call_ids of the function calls it got, in order
     auto_truncated: bool = False
     pending_transcription: bool = False
 
@@ -106,6 +107,14 @@ class Conversation:
         self.calls[call_id] = asked_by
         while len(self.calls) > MAX_ITEMS:
             self.calls.popitem(last=False)
+
+    def call_outputs(self) -> dict[str, str]:
+        """call_id → the output of the newest ``function_call_output`` item for it."""
+        return {
+            r.item["call_id"]: r.user_text
+            for r in self
+            if r.item.get("type") == "function_call_output" and isinstance(r.item.get("call_id"), str)
+        }
 
     def token_estimate(self) -> tuple[int, int]:
         """Rough (text, audio) input tokens of the whole conversation."""

@@ -10,6 +10,7 @@ fields it leaves out.
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import random
 import time
@@ -25,12 +26,15 @@ _random = random.Random(os.urandom(16))
 
 def new_id(prefix: str, length: int = 21) -> str:
     """A service-looking id: ``prefix_`` and ``length`` base62 characters (``item_E4BAsP00UV…``)."""
-    number = _random.getrandbits(6 * length)
+    return f"{prefix}_{_base62(_random.getrandbits(6 * length), length)}"
+
+
+def _base62(number: int, length: int) -> str:
     chars = []
     for _ in range(length):
         number, digit = divmod(number, 62)
         chars.append(_ALPHABET[digit])
-    return f"{prefix}_{''.join(chars)}"
+    return "".join(chars)
 
 
 #: the initial session as ``session.created`` shows it (newest recording, with greeting/handoff)
@@ -126,12 +130,39 @@ EOU_FIELDS: dict[str, Any] = {
 }
 
 
-def initial_session(model: str | None = None) -> dict[str, Any]:
-    """A fresh session, as ``session.created`` announces it."""
+def agent_instructions(name: str) -> str:
+    """The instructions an emulated Foundry agent brings (instead of the model default)."""
+    return f"You are {name}, a Foundry agent."
+
+
+def agent_config(name: str, project: str | None = None, conversation_id: str | None = None) -> dict[str, Any]:
+    """A session's ``agent`` (SDK ``AgentConfig``): the agent and the conversation thread it runs.
+
+    ``agent_id`` is derived from the project and agent name, so one agent keeps one id across
+    connections; ``thread_id`` is the ``conversation-id`` to continue, or a new thread.
+    """
+    digest = int.from_bytes(hashlib.sha256(f"{project or ''}/{name}".encode("utf-8")).digest(), "big")
+    return {
+        "type": "agent",
+        "name": name,
+        "agent_id": f"asst_{_base62(digest, 24)}",
+        "thread_id": conversation_id or new_id("thread", 24),
+    }
+
+
+def initial_session(model: str | None = None, agent: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A fresh session, as ``session.created`` announces it.
+
+    ``agent`` (see :func:`agent_config`) makes it a Foundry agent session: the session carries it
+    and the agent's instructions.
+    """
     session = copy.deepcopy(_INITIAL_SESSION)
     session["id"] = new_id("sess")
     session["model"] = model or DEFAULT_MODEL
     session["expires_at"] = int(time.time()) + SESSION_LIFETIME_S
+    if agent is not None:
+        session["instructions"] = agent_instructions(agent["name"])
+        session["agent"] = copy.deepcopy(agent)
     return session
 
 

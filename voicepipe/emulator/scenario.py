@@ -10,13 +10,22 @@
       - user: What is the weather in Paris?        # the input transcript of that turn
         tool: {name: get_weather, arguments: {city: Paris}}
         assistant: "Here is the weather: {tool_output}"
+      - user: What time is it in Tokyo, and is the Louvre open?
+        tool:                     # a list: parallel function calls in one response
+          - {name: get_current_time, arguments: {timezone: Asia/Tokyo}}
+          - {name: get_opening_hours, arguments: {place: Louvre}}
+        assistant: "Here you go: {tool_output}"
     faults:
       - after: {event: response.audio.delta, count: 3}   # or after_client: {...} / after_events: N
         action: close             # delay | close | error | malformed | stop_answering | http_status
         code: 1011
 
 Answers may use ``{user}`` (what the user said) and ``{tool_output}`` (the function call output the
-client sent). See ``example_scenario.yaml`` next to this module for every option.
+client sent). ``tool`` is one call (a mapping) or several (a list of mappings): the first response
+then calls every listed function that is a function tool of the session, one ``function_call``
+output item per call, in order (none in the session: the turn is answered in words). After the
+outputs, ``{tool_output}`` is the outputs of that response's calls, in call order, joined with
+``"; "``. See ``example_scenario.yaml`` next to this module for every option.
 
 Errors name the file and line: ``scenario.yaml:7: turns[1].usr: unknown key (did you mean 'user'?)``.
 """
@@ -63,11 +72,24 @@ class ToolCall:
 
 @dataclass(frozen=True)
 class Turn:
-    """One user turn: what the user said, what the assistant answers, which tool it calls first."""
+    """One user turn: what the user said, what the assistant answers, which tool(s) it calls first.
+
+    ``tool`` is a :class:`ToolCall` (the scenario's single mapping) or a tuple of them (the list
+    form: parallel calls in one response); :attr:`calls` is always the tuple.
+    """
 
     user: Optional[str] = None
     assistant: Optional[str] = None
-    tool: Optional[ToolCall] = None
+    tool: Union[ToolCall, tuple[ToolCall, ...], None] = None
+
+    @property
+    def calls(self) -> tuple[ToolCall, ...]:
+        """The function calls of the turn's first response, in order (empty: none)."""
+        if self.tool is None:
+            return ()
+        if isinstance(self.tool, ToolCall):
+            return (self.tool,)
+        return tuple(self.tool)
 
 
 @dataclass(frozen=True)
@@ -248,12 +270,32 @@ def _parse_turn(check: _Checker, raw: Any, line: int, path: str) -> Optional[Tur
         return None
     user = check.text(turn, "user", path)
     assistant = check.text(turn, "assistant", path)
-    tool = None
+    tool: Union[ToolCall, tuple[ToolCall, ...], None] = None
     if "tool" in turn:
-        tool = _parse_tool(check, turn["tool"], _line_of(turn, "tool"), f"{path}.tool")
+        raw_tool, tool_line = turn["tool"], _line_of(turn, "tool")
+        if isinstance(raw_tool, list):
+            tool = _parse_tools(check, raw_tool, tool_line, f"{path}.tool")
+        elif isinstance(raw_tool, dict):
+            tool = _parse_tool(check, raw_tool, tool_line, f"{path}.tool")
+        else:
+            check.problem(tool_line, f"{path}.tool", f"expected a mapping or a list of mappings, got {_describe(raw_tool)}")
     if not any(k in turn for k in _TURN_KEYS):
         check.problem(turn.line or line, path, "a turn needs at least one of user, assistant, tool")
     return Turn(user=user, assistant=assistant, tool=tool)
+
+
+def _parse_tools(check: _Checker, raw: list, line: int, path: str) -> Optional[tuple[ToolCall, ...]]:
+    """The list form of ``tool``: parallel calls, each entry a mapping like the single form."""
+    if not raw:
+        check.problem(line, path, "expected at least one call (a mapping or a list of mappings), got an empty list")
+        return None
+    calls = []
+    for index, entry in enumerate(raw):
+        entry_line = raw.lines[index] if isinstance(raw, _LineList) else line
+        call = _parse_tool(check, entry, entry_line, f"{path}[{index}]")
+        if call is not None:
+            calls.append(call)
+    return tuple(calls) if len(calls) == len(raw) else None
 
 
 def _parse_tool(check: _Checker, raw: Any, line: int, path: str) -> Optional[ToolCall]:

@@ -4,6 +4,11 @@ Auth works as on the service: an ``api-key`` header, an ``Authorization: Bearer 
 an ``api-key`` query parameter (as browsers must). With an expected key configured the credential
 must match it; otherwise any non-empty credential is accepted. A missing or wrong credential gets
 HTTP 401 before the WebSocket upgrade, which the SDK reports as a ``ConnectionError`` naming 401.
+
+A connection with ``agent-name`` (the SDK's ``connect(agent_name=…, project_name=…)``) is a Foundry
+agent session: ``session.created`` carries ``agent`` (name, an ``asst_…`` id derived from project and
+name, and the ``conversation-id`` as ``thread_id``, or a new ``thread_…`` id) and the agent's
+instructions.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import signal
 import sys
 from typing import Optional, Union
 
+from voicepipe.emulator import defaults
 from voicepipe.emulator.connection import Connection
 from voicepipe.emulator.record import ConnectionRecord
 from voicepipe.emulator.faults import FaultPlan, http_status_fault
@@ -38,6 +44,18 @@ def _credential(request) -> str:
     if authorization.lower().startswith("bearer "):
         return authorization[7:].strip()
     return request.query.get("api-key", "").strip()
+
+
+def _agent(request) -> Optional[dict]:
+    """The session's ``agent`` for a Foundry agent connection (``agent-name`` given), else ``None``."""
+    name = request.query.get("agent-name", "").strip()
+    if not name:
+        return None
+    return defaults.agent_config(
+        name,
+        request.query.get("agent-project-name", "").strip() or None,
+        request.query.get("conversation-id", "").strip() or None,
+    )
 
 
 class Emulator:
@@ -159,6 +177,7 @@ class Emulator:
             self.speed,
             FaultPlan(self.scenario.faults, number),
             model=request.query.get("model"),
+            agent=_agent(request),
         )
         self._live.add(conn)
         log.info(

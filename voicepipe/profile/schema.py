@@ -285,11 +285,21 @@ TRANSCRIPTION = Map(
 
 # -- session: tools --------------------------------------------------------------------------------
 
+def _parameters_schema(result: dict, node: Node, path: KeyPath, v: Check) -> None:
+    if isinstance(result.get("parameters"), dict):
+        from voicepipe.toolbind import schema_problem
+
+        problem = schema_problem(result["parameters"])
+        if problem:
+            v.error(node.value["parameters"], path + ("parameters",), problem)
+
+
 TOOL = Tagged(
     {
         "function": Map(
             {"name": Str(non_empty=True), "description": Str(), "parameters": FreeMap(JSON, what="a JSON schema mapping")},
             required=("name",),
+            after=_parameters_schema,
         ),
         "mcp": Map(
             {
@@ -525,6 +535,22 @@ AUDIO = Map(
 
 # -- the other sections ----------------------------------------------------------------------------
 
+
+def _callable_path(value: str) -> Optional[str]:
+    module, colon, name = value.strip().rpartition(":")
+    if not colon or not module or not name.isidentifier():
+        return f"expected module:function or path/file.py:function, got {show(value)}"
+    return None
+
+
+TOOLS = Map(
+    {
+        "timeout_s": Number(above=0, unit="of seconds"),
+        "handlers": FreeMap(Str(validator=_callable_path, what="module:function"),
+                            what="a mapping of function tool names to module:function"),
+    }
+)
+
 _LEVEL = Enum(LOG_LEVELS, fold_case=True)
 
 SECTIONS: dict[str, Spec] = {
@@ -541,6 +567,7 @@ SECTIONS: dict[str, Spec] = {
     "transcript": Map({"enabled": Bool()}),
     "recorder": Map({"enabled": Bool(), "audio": Bool()}),
     "metrics": Map({"prometheus_port": Int(1, 65535), "otel": Bool(), "table": Bool()}),
+    "tools": TOOLS,
 }
 
 PLUGIN_SECTION = FreeMap(what="a mapping (the plugin's own settings)")
@@ -581,7 +608,23 @@ def profile_spec(plugin_specs: Iterable[Any]) -> Map:
         SECTIONS,
         other=other,
         unknown_hint=f"sections: {', '.join(SECTIONS)}; a plugin's own section needs the plugin under plugins:",
+        after=_agent_checks,
     )
+
+
+def _agent_checks(result: dict, node: Node, path: KeyPath, v: Check) -> None:
+    """A Foundry agent owns its model and instructions: a profile that sets them is refused."""
+    connection = result.get("connection") or {}
+    if not isinstance(connection.get("agent"), dict):
+        return
+    if "model" in connection:
+        v.error(node.value["connection"].value["model"], ("connection", "model"),
+                "set connection.model or connection.agent, not both (the agent has its own model)")
+    session = result.get("session") or {}
+    for key in ("model", "instructions"):
+        if key in session:
+            v.error(node.value["session"].value[key], ("session", key),
+                    f"a Foundry agent owns its {key}: remove this key, or connect to a model instead of an agent")
 
 
 def auto_truncate_warning(data: dict) -> Optional[str]:
