@@ -48,6 +48,12 @@ def test_usage_totals_add_every_numeric_field_nested_and_unknown_ones_too():
     assert totals == {"total_tokens": 15, "input_token_details": {"cached_tokens": 5, "cache_write_tokens": 1}}
 
 
+def test_usage_values_whose_kind_disagrees_with_the_totals_are_skipped():
+    totals = add_usage({}, {"total_tokens": 10, "input_token_details": {"cached_tokens": 2}})
+    add_usage(totals, {"total_tokens": {"odd": 1}, "input_token_details": 7, "output_tokens": 3})
+    assert totals == {"total_tokens": 10, "input_token_details": {"cached_tokens": 2}, "output_tokens": 3}
+
+
 def test_token_breakdown_names_direction_and_kind():
     usage = {
         "input_tokens": 44,

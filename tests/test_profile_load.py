@@ -421,3 +421,16 @@ def test_loading_a_profile_does_not_import_the_sdk(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.stdout.strip() == "[]"
+
+
+def test_an_empty_path_and_a_fifo_are_refused_without_blocking(tmp_path):
+    fifo = tmp_path / "pipe.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(UsageError, match="^no profile given: name a profile file"):
+        load_profile("")
+    with pytest.raises(UsageError, match=r"pipe\.yaml: not a regular file"):
+        load_profile(fifo)
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: pipe.yaml\n")
+    with pytest.raises(ProfileError, match=r"'.*pipe\.yaml' is not a regular file"):
+        load_profile(child)

@@ -40,20 +40,18 @@ def add_usage(totals: dict[str, Any], usage: Optional[Mapping[str, Any]]) -> dic
 
     Keys are kept as the server sent them, so fields this code does not know (Voice Live's
     ``cache_write_tokens``, a future ``image_tokens``) are totalled as well. Non-numeric values are
-    ignored.
+    ignored, and so is a value whose kind (number or mapping) disagrees with the total so far.
     """
     if not usage:
         return totals
     for key, value in usage.items():
         if isinstance(value, bool):
             continue
-        if isinstance(value, (int, float)):
-            totals[key] = totals.get(key, 0) + value
-        elif isinstance(value, Mapping):
-            nested = totals.get(key)
-            if not isinstance(nested, dict):
-                nested = totals[key] = {}
-            add_usage(nested, value)
+        total = totals.get(key)
+        if _is_number(value) and (total is None or _is_number(total)):
+            totals[key] = (total or 0) + value
+        elif isinstance(value, Mapping) and (total is None or isinstance(total, dict)):
+            add_usage(totals.setdefault(key, {}), value)
     return totals
 
 

@@ -69,6 +69,10 @@ def _masked(lines: list[str], environ: Mapping[str, str]) -> list[str]:
 
 
 def _read(display: str, real: Path) -> str:
+    if not display.strip():
+        raise UsageError("no profile given: name a profile file, e.g. profiles/demo.yaml")
+    if real.exists() and not real.is_file() and not real.is_dir():  # a FIFO or a device would block or never end
+        raise UsageError(f"{display}: not a regular file (give a .yaml file)")
     try:
         return real.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -100,6 +100,9 @@ def _load_parent(item: Node, path: KeyPath, display: str, real: Path, environ: M
         cycle = [d for _, d in chain[seen.index(parent_real):]] + [parent_display]
         problems.add(item.loc, path, f"extends cycle: {' -> '.join(cycle)}")
         return None
+    if parent_real.exists() and not parent_real.is_file() and not parent_real.is_dir():
+        problems.add(item.loc, path, f"{parent_display!r} is not a regular file")  # a FIFO would block
+        return None
     try:
         text = parent_real.read_text(encoding="utf-8")
     except FileNotFoundError:
