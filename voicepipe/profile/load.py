@@ -9,7 +9,7 @@ from typing import Mapping, Optional, Sequence
 
 from voicepipe.errors import ProfileError, UsageError
 from voicepipe.profile.interpolate import interpolate
-from voicepipe.profile.merge import apply_overrides, load_tree
+from voicepipe.profile.merge import apply_overrides, is_special_file, load_tree
 from voicepipe.profile.model import Profile
 from voicepipe.profile.nodes import Node, Problems, walk
 from voicepipe.profile.schema import auto_truncate_warning, profile_spec
@@ -71,7 +71,7 @@ def _masked(lines: list[str], environ: Mapping[str, str]) -> list[str]:
 def _read(display: str, real: Path) -> str:
     if not display.strip():
         raise UsageError("no profile given: name a profile file, e.g. profiles/demo.yaml")
-    if real.exists() and not real.is_file() and not real.is_dir():  # a FIFO or a device would block or never end
+    if is_special_file(real):
         raise UsageError(f"{display}: not a regular file (give a .yaml file)")
     try:
         return real.read_text(encoding="utf-8")

@@ -10,6 +10,7 @@ before validation, and may only name keys the schema knows.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
@@ -100,7 +101,7 @@ def _load_parent(item: Node, path: KeyPath, display: str, real: Path, environ: M
         cycle = [d for _, d in chain[seen.index(parent_real):]] + [parent_display]
         problems.add(item.loc, path, f"extends cycle: {' -> '.join(cycle)}")
         return None
-    if parent_real.exists() and not parent_real.is_file() and not parent_real.is_dir():
+    if is_special_file(parent_real):
         problems.add(item.loc, path, f"{parent_display!r} is not a regular file")  # a FIFO would block
         return None
     try:
@@ -200,3 +201,12 @@ def _typed_path(root: Node, parts: list[str]) -> KeyPath:
             node = None
         path.append(key)
     return tuple(path)
+
+
+def is_special_file(path: Path) -> bool:
+    """Whether ``path`` is a FIFO, socket or device: reading one would block or never end."""
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):  # missing, unreadable, a name too long: reading it reports that
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
