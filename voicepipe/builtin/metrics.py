@@ -427,10 +427,7 @@ class SessionMetrics:
                 value = record[name]
                 if value is not None:
                     self.values[name].append(value)
-        try:
-            add_usage(self.token_totals, record["usage"])
-        except TypeError:  # a number where an earlier usage had a mapping, or the other way round
-            self.ctx.log.warning("metrics_usage_not_totalled", response_id=turn.response_id)
+        add_usage(self.token_totals, record["usage"])
         for sink in list(self.sinks):
             try:
                 sink.observe(record)
