@@ -27,6 +27,7 @@ def test_every_event_of_the_recorded_sessions_passes():
     [
         ({"type": "response.done", "response": "???"}, "response.done.response is text, not an object"),
         ({"type": "session.updated", "session": [1]}, "session.updated.session is a list, not an object"),
+        ({"type": "session.created", "session": {"id": 7}}, "session.created.session.id is a number, not text"),
         ({"type": "response.audio.delta", "delta": 42}, "response.audio.delta.delta is a number, not text"),
         ({"type": "input_audio_buffer.speech_stopped", "audio_end_ms": "9"},
          "input_audio_buffer.speech_stopped.audio_end_ms is text, not a number"),

@@ -53,7 +53,7 @@ _NUMBER_FIELDS = {
 }
 _ID_FIELDS = ("item_id", "response_id", "call_id", "previous_item_id")
 #: objects plugins read an ``id`` from, whatever the event type
-_OBJECTS_WITH_ID = ("item", "response")
+_OBJECTS_WITH_ID = ("item", "response", "session")
 
 
 def malformed(event: Mapping[str, Any]) -> Optional[str]:
