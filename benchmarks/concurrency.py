@@ -42,7 +42,7 @@ from benchmarks.harness import (
 from voicepipe.metrics_stats import percentile
 
 GOAL_SESSIONS = 100
-STEPS = (25, 50, 100, 125, 150, 200)
+STEPS = (25, 50, 75, 100, 125, 150, 200)
 BUFFER_MS = 50.0
 GROWTH_LIMIT_MS = 10.0
 TICK_S = 0.01

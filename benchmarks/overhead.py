@@ -11,9 +11,12 @@ Each run of a case is paired with a run of the bare loop right beside it (before
 in every other round), and the cases rotate, round after round; each ratio is the median of the
 rounds' ratios of a case to its paired bare run, which cancels slow changes in the machine's load.
 
-Two more cases explain the result: the bare loop that also base64-decodes every audio delta (the
-least any client that plays the answer must do), and, with ``breakdown``, the voicepipe core with
-every built-in plugin disabled, then with one built-in at a time.
+More cases explain the result: the bare loop that also base64-decodes every audio delta (the
+least any client that plays the answer must do); the bare loop that builds its events with
+voicepipe's parser (:mod:`voicepipe.serverevents`, what the runtime reads frames with) instead of
+the SDK's ``recv()``, so that what dispatch and the plugins cost shows against a loop that parses
+like voicepipe; and, with ``breakdown``, the voicepipe core with every built-in plugin disabled,
+then with one built-in at a time.
 """
 
 from __future__ import annotations
@@ -98,22 +101,28 @@ async def voicepipe_round(profile: Path, run_dir: Path, turns: int) -> tuple[flo
     return driver.cpu_seconds, driver.events, driver.session_update
 
 
-async def bare_round(url: str, session_update: dict, turns: int, decode_audio: bool = False) -> tuple[float, int]:
+async def bare_round(url: str, session_update: dict, turns: int, decode_audio: bool = False,
+                     voicepipe_parser: bool = False) -> tuple[float, int]:
     """The same turns through the SDK alone: connect, ``session.update``, a ``recv()`` loop; with
-    ``decode_audio`` it also base64-decodes each audio delta, the least a client that plays audio does."""
+    ``decode_audio`` it also base64-decodes each audio delta, the least a client that plays audio does;
+    with ``voicepipe_parser`` the events come from :func:`voicepipe.serverevents.receive` instead of
+    ``recv()`` (the same typed events, built as the voicepipe runtime builds them)."""
     from azure.ai.voicelive.aio import connect
     from azure.core.credentials import AzureKeyCredential
 
+    from voicepipe.serverevents import receive
+
     async with connect(endpoint=url, credential=AzureKeyCredential(BENCHMARK_KEY), model="gpt-realtime") as conn:
+        recv = (lambda: receive(conn)) if voicepipe_parser else conn.recv
         await conn.send(session_update)
-        while (await conn.recv()).get("type") != "session.updated":
+        while (await recv()).get("type") != "session.updated":
             pass
         started = time.process_time()
         events = answered = 0
         for event in user_turn():
             await conn.send(event)
         while answered < turns:
-            event = await conn.recv()
+            event = await recv()
             events += 1
             kind = event.get("type")
             if decode_audio and kind == "response.audio.delta":
@@ -129,6 +138,8 @@ async def bare_round(url: str, session_update: dict, turns: int, decode_audio: b
 BUILTINS = ("audio", "tools", "recorder", "transcript", "metrics", "console")
 BARE = "bare SDK recv() loop"
 BARE_DECODING = "bare SDK recv() loop + base64 decode of each audio delta"
+BARE_PARSER = "bare loop, events built by voicepipe's parser instead of recv()"
+BARE_CASES = {BARE: {}, BARE_DECODING: {"decode_audio": True}, BARE_PARSER: {"voicepipe_parser": True}}
 EVERYTHING = "voicepipe, all built-in plugins, null output"
 
 
@@ -151,8 +162,9 @@ async def compare(url: str, workdir: Path, turns: int, rounds: int, breakdown: b
     # warm-up: imports, first connections, caches on both sides
     _, _, session_update = await voicepipe_round(profiles[EVERYTHING], workdir / "warm-up", 1)
     await bare_round(url, session_update, 1)
+    await bare_round(url, session_update, 1, voicepipe_parser=True)
 
-    measured_cases = [BARE_DECODING, *cases]
+    measured_cases = [BARE_DECODING, BARE_PARSER, *cases]
     per_event: dict[str, list[float]] = {name: [] for name in [BARE, *measured_cases]}
     ratios: dict[str, list[float]] = {name: [] for name in measured_cases}
     events: dict[str, int] = {}
@@ -160,8 +172,8 @@ async def compare(url: str, workdir: Path, turns: int, rounds: int, breakdown: b
     async def measure(name: str) -> float:
         """CPU microseconds per event of one run of case ``name``."""
         gc.collect()
-        if name in (BARE, BARE_DECODING):
-            cpu, count = await bare_round(url, session_update, turns, decode_audio=name == BARE_DECODING)
+        if name in BARE_CASES:
+            cpu, count = await bare_round(url, session_update, turns, **BARE_CASES[name])
         else:
             cpu, count, _ = await voicepipe_round(profiles[name], workdir / f"run-{next(runs)}", turns)
         events[name] = count
@@ -199,6 +211,11 @@ async def compare(url: str, workdir: Path, turns: int, rounds: int, breakdown: b
                "result": f"{measured:.1f} us CPU/event (rounds {min(ratios[name]):.2f}-{max(ratios[name]):.2f}x)"}
         if name == EVERYTHING:
             row.update(goal=f"ratio <= {GOAL_RATIO}", passed=ratio <= GOAL_RATIO)
+        if name not in BARE_CASES:
+            # what dispatch and the plugins add to a loop that parses frames as voicepipe does
+            same_parser = measured / percentile(sorted(per_event[BARE_PARSER]), 50)
+            row["ratio_vs_parser_loop"] = round(same_parser, 2)
+            row["result"] += f"; {same_parser:.2f}x the loop with voicepipe's parser"
         rows.append(row)
     return rows
 

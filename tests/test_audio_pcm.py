@@ -1,6 +1,7 @@
 """PCM helpers, resampling, the playback queue, the null backend and the echo reference."""
 
 import asyncio
+import base64
 import warnings
 
 import numpy as np
@@ -9,12 +10,15 @@ import pytest
 from voicepipe.audio.echo import EchoReference
 from voicepipe.audio.null import NullInput, NullOutput
 from voicepipe.audio.pcm import (
+    LazyPCM,
     Rechunker,
+    base64_length,
     g711_decode,
     g711_encode,
     input_rate,
     interleave,
     output_rate,
+    pcm_bytes,
 )
 from voicepipe.audio.playback import PlaybackQueue
 from voicepipe.audio.resample import StreamResampler, resample
@@ -352,3 +356,124 @@ def test_echo_reference_resamples_a_device_rate():
         ref.played(signal[i : i + 960].tobytes(), 48000, 2.0 + i / 48000)
     window = np.frombuffer(ref.window(2.2, 3200), "<i2")
     assert abs(peak_hz(window, 16000) - 1000.0) < 10
+
+
+# -- audio left in its base64 text ------------------------------------------------------------------
+
+
+def lazy(pcm: bytes) -> LazyPCM:
+    return LazyPCM(base64.b64encode(pcm).decode("ascii"))
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 4, 5, 4800])
+def test_base64_length_is_the_decoded_length_without_decoding(size):
+    text = base64.b64encode(bytes(range(256)) * 20)[: ((size + 2) // 3) * 4].decode()
+    assert base64_length(text) == len(base64.b64decode(text))
+
+
+@pytest.mark.parametrize("text", ["QQ", "Q===", "QQ=A", "\u00e9\u00e9\u00e9\u00e9", "QUJD=", "===="])
+def test_base64_length_refuses_what_cannot_be_base64(text):
+    assert base64_length(text) is None
+    assert LazyPCM.of(text) is None
+    with pytest.raises(ValueError):
+        LazyPCM(text)
+
+
+def test_lazy_pcm_knows_its_length_and_decodes_only_when_asked():
+    pcm = frames(300, 7)
+    payload = lazy(pcm)
+    assert len(payload) == 600 and not payload.decoded
+    assert bytes(payload) == pcm and payload.decoded
+    assert bytes(payload) is bytes(payload)  # decoded once
+    assert pcm_bytes(payload) == pcm and pcm_bytes(pcm) is pcm
+    part = lazy(pcm + b"\x01").cut(600)
+    assert len(part) == 600 and bytes(part) == pcm
+
+
+def test_lazy_pcm_plays_what_was_counted_even_for_text_outside_the_alphabet():
+    # the length check passes (8 ASCII characters, no "=" inside), the decoder drops the "!"s
+    odd = LazyPCM("QUJD!!!!")
+    assert len(odd) == 6 and bytes(odd) == b"ABC\x00\x00\x00"
+    broken = LazyPCM("A!==")  # not decodable at all: silence of the counted length
+    assert len(broken) == 1 and bytes(broken) == b"\x00"
+
+
+def test_the_queue_keeps_lazy_audio_undecoded_until_its_bytes_are_taken():
+    q = PlaybackQueue(1000)
+    first, second = lazy(frames(30, 1)), lazy(frames(20, 2) + b"\x09")  # an odd byte is cut off
+    q.write(first, "a")
+    q.write(second, "b")
+    assert q.queued_frames == 50 and not first.decoded and not second.decoded
+    pcm, milestones = q.take(10, started_at=0.0, audio=False)  # an output that keeps no audio
+    assert pcm == b"" and milestones == [("started", "a")] and not first.decoded
+    pcm, milestones = q.take(30, started_at=0.01)
+    assert np.frombuffer(pcm, "<i2").tolist() == [1] * 20 + [2] * 10
+    assert milestones == [("finished", "a"), ("started", "b")]
+    pcm, _ = q.take(20, started_at=0.04)
+    assert np.frombuffer(pcm, "<i2").tolist() == [2] * 10 + [0] * 10
+    assert q.played_ms("a") == 30 and q.played_ms("b") == 20
+
+
+def test_play_through_counts_lazy_audio_as_it_counts_bytes():
+    queued, direct = PlaybackQueue(1000), PlaybackQueue(1000)
+    for pcm, item_id, at in [(frames(30, 1), "a", 0.0), (frames(20, 2) + b"\x07", "a", 0.03), (frames(10, 3), "b", 0.05)]:
+        queued.write(pcm, item_id)
+        expected_pcm, expected_milestones = queued.take(queued.queued_frames, at)
+        played, milestones = direct.play_through(lazy(pcm), item_id, at)
+        assert type(played) is LazyPCM and not played.decoded
+        assert milestones == expected_milestones and bytes(played) == expected_pcm
+    for item_id in ("a", "b"):
+        assert direct.playback(item_id) == queued.playback(item_id)
+
+
+@pytest.mark.parametrize("realtime", [False, True])
+def test_the_null_output_counts_lazy_audio_without_decoding_it(realtime):
+    clock = [0.0]
+    out = NullOutput({"realtime": realtime})
+    out.clock = lambda: clock[0]
+    payloads = [lazy(frames(80, 5)) for _ in range(3)]  # 10 ms each at 8 kHz
+
+    async def run():
+        await out.open(8000)
+        for payload in payloads:
+            out.write(payload, "a")
+        clock[0] = 1.0
+        played = out.played_ms("a")
+        await out.close()
+        return played
+
+    assert out.accepts_lazy_pcm
+    assert asyncio.run(run()) == pytest.approx(30.0)
+    assert not any(payload.decoded for payload in payloads)
+
+
+def test_the_null_output_decodes_lazy_audio_for_an_echo_reference():
+    out = NullOutput({"realtime": False})
+    heard = []
+    out.on_played = lambda pcm, rate, at: heard.append(pcm)
+
+    async def run():
+        await out.open(1000)
+        out.write(lazy(frames(10, 4)), "a")
+        await out.close()
+
+    asyncio.run(run())
+    assert heard == [frames(10, 4)]
+
+
+def test_a_wav_output_gets_bytes_and_writes_lazy_audio_decoded(tmp_path):
+    from voicepipe.audio.wav import WavOutput
+
+    out = WavOutput({"file": str(tmp_path / "out.wav"), "realtime": False})
+
+    async def run():
+        await out.open(1000)
+        out.write(lazy(frames(10, 4)), "a")
+        await out.close()
+
+    asyncio.run(run())
+    import wave
+
+    with wave.open(str(tmp_path / "out.wav")) as wav:
+        assert wav.readframes(100) == frames(10, 4)
+

@@ -380,6 +380,90 @@ def test_audio_for_an_item_that_has_finished_is_not_even_decoded(tmp_path):
     assert h.audio.items["item_a"].generated_bytes == 200 * 48
 
 
+class RecordingOutput(ScriptedOutput):
+    """A ScriptedOutput that keeps what it was handed, and may take undecoded audio."""
+
+    def __init__(self, lazy: bool):
+        super().__init__()
+        self.accepts_lazy_pcm = lazy
+        self.payloads: list = []
+
+    def write(self, pcm, item_id):
+        self.payloads.append(pcm)
+        super().write(pcm, item_id)
+
+
+def test_an_output_that_takes_undecoded_audio_gets_it_undecoded(tmp_path):
+    from voicepipe.audio.pcm import LazyPCM
+
+    out = RecordingOutput(lazy=True)
+    h = Harness(tmp_path, {}, output=out)
+
+    async def scenario():
+        await h.start()
+        h.answer("resp_1", "item_a", 200)
+        # text whose length cannot be known without decoding it is decoded here, as before
+        h.server("response.audio.delta", response_id="resp_1", item_id="item_a", output_index=0, content_index=0,
+                 delta=base64.b64encode(b"\x01\x00" * 3).decode() + "\n")
+        h.server("response.audio.delta", response_id="resp_1", item_id="item_a", output_index=0, content_index=0,
+                 delta="QUJ")  # broken padding: skipped with a warning
+        await h.end()
+
+    run(scenario())
+    first, second = out.payloads
+    assert type(first) is LazyPCM and len(first) == 200 * 48 and not first.decoded
+    assert bytes(first) == np.full(4800, 1000, "<i2").tobytes()
+    assert second == b"\x01\x00" * 3
+    assert h.audio.items["item_a"].generated_bytes == 200 * 48 + 6
+    assert [r[1] for r in h.ctx.log.records if r[0] == "warning"] == ["audio_delta_skipped"]
+
+
+def test_other_outputs_and_g711_get_decoded_bytes(tmp_path):
+    out = RecordingOutput(lazy=False)
+    h = Harness(tmp_path, {}, output=out)
+
+    async def scenario():
+        await h.start()
+        h.answer("resp_1", "item_a", 100)
+        await h.end()
+
+    run(scenario())
+    assert [type(p) for p in out.payloads] == [bytes]
+    g711 = RecordingOutput(lazy=True)
+    h = Harness(tmp_path, {}, output=g711)
+
+    async def coded():
+        await h.start({**SESSION, "output_audio_format": "g711_ulaw"})
+        h.answer("resp_1", "item_a", 100)
+        await h.end()
+
+    run(coded())
+    assert [type(p) for p in g711.payloads] == [bytes] and g711.written == {"item_a": 2 * 4800}
+
+
+def test_the_null_output_plays_whole_answers_without_decoding_them(tmp_path):
+    import binascii
+    from unittest import mock
+
+    clock = FakeClock()
+    out = NullOutput({"realtime": False})
+    out.clock = clock
+    h = Harness(tmp_path, {}, output=out, clock=clock)
+
+    async def scenario():
+        await h.start()
+        h.answer("resp_1", "item_a", 500)
+        h.delta("resp_1", "item_a", 500)
+        h.finish("resp_1", "item_a")
+        await asyncio.sleep(0.01)
+        await h.end()
+
+    with mock.patch.object(binascii, "a2b_base64", side_effect=AssertionError("decoded")):
+        run(scenario())
+    assert out.played_ms("item_a") == 1000.0
+    assert [p["type"] for p in h.playback] == ["playback.started", "playback.finished"]
+
+
 def test_auto_truncate_leaves_truncation_to_the_server(tmp_path):
     clock = FakeClock()
     out = virtual_output(clock)

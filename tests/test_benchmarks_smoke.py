@@ -67,7 +67,9 @@ def test_overhead_rows_compare_the_same_stream(quick):
         if row is not bare:
             assert row["ratio_min"] <= row["ratio"] <= row["ratio_max"]
     assert case(rows, "bare SDK recv() loop + base64")["events"] == bare["events"]
+    assert case(rows, "bare loop, events built by voicepipe's parser")["events"] == bare["events"]
     everything = case(rows, "voicepipe, all built-in plugins")
+    assert everything["ratio_vs_parser_loop"] > 0  # what dispatch and the plugins add to that loop
     assert everything["goal"] == "ratio <= 1.25"
     assert everything["passed"] == (everything["ratio"] <= 1.25)
 

@@ -67,10 +67,8 @@ def test_audio_length_comes_from_the_base64_text_and_its_padding():
     for size in range(0, 40):
         raw = bytes(range(size))
         text = base64.b64encode(raw).decode("ascii")
-        assert recorder.base64_length(text) == size
         assert recorder.describe_audio(text) == {"bytes": size, "sha256": hashlib.sha256(text.encode()).hexdigest()[:16]}
     for bad in ("abc", "ab=c", "a=bc", "=abc", "AAAA\u00e9AA=", "AA==AAAA"):
-        assert recorder.base64_length(bad) is None, bad
         assert recorder.describe_audio(bad) == {"bytes": None, "sha256": None, "invalid_base64": len(bad)}
 
 

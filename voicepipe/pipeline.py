@@ -84,8 +84,11 @@ class Pipeline:
         ctx = self.ctx
         slow = self.slow_hook_s
         clock = time.perf_counter
+        callers = self._callers.get(hook_name)
+        if callers is None:
+            callers = self._event_callers(hook_name)
         started = clock()
-        for plugin_name, function in self._event_callers(hook_name):
+        for plugin_name, function in callers:
             try:
                 result = function(event, ctx)
             except Exception as exc:  # a plugin's fault must not end the session

@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping, Optional, Sequenc
 from voicepipe.connection import Target, connect, open_credential, resolve_target
 from voicepipe.errors import SessionError
 from voicepipe.eventshape import malformed
-from voicepipe.pipeline import Pipeline
+from voicepipe.pipeline import Pipeline, event_fields
 from voicepipe.reconnect import AudioGap, ReconnectPolicy, seed_events
+from voicepipe.serverevents import receive
 
 if TYPE_CHECKING:
     from voicepipe.plugins import VoicepipePluginManager
@@ -332,7 +333,7 @@ class SessionRunner:
         pipeline, ctx, connection = self.pipeline, self.ctx, link.connection
         while True:
             try:
-                event = await connection.recv()
+                event = await receive(connection)  # connection.recv(), for less CPU per frame
             except ConnectionClosed as exc:
                 self.log.info("server_closed", code=exc.code, reason=exc.reason or None)
                 if exc.code == 1000:
@@ -354,7 +355,7 @@ class SessionRunner:
             if problem is not None:
                 self.log.warning("malformed_server_event", event_type=str(event.get("type")), problem=problem)
                 continue
-            event_type = event.get("type")
+            event_type = event_fields(event).get("type")
             if event_type == "session.created":
                 ctx.session_id = (event.get("session") or {}).get("id")
                 _bind_session(ctx.session_id)

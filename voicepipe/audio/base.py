@@ -25,6 +25,13 @@ Output
     sample of an item ("finished" again after each later write for that item has played, so a
     reader that needs the end of an item checks that no more audio is coming).
 
+Optional, to skip decoding
+    ``accepts_lazy_pcm`` (a class attribute, false unless set): an output that sets it may be
+    handed a :class:`voicepipe.audio.pcm.LazyPCM` by ``write`` instead of bytes: the audio still
+    in the base64 text it arrived in, whose ``len()`` is known without decoding and which
+    ``bytes(payload)`` decodes. An output that only needs the sample count (``null``) then never
+    decodes; any other output gets ``bytes``.
+
 Optional, for the client echo reference
     ``on_played`` (set by the audio plugin, or left ``None``): an output that supports it calls
     ``on_played(pcm, sample_rate, started_at)`` with every block its clock plays, silence
@@ -72,6 +79,8 @@ class AudioOutput(abc.ABC):
 
     on_playback: Optional[Callable[[str, str], None]] = None
     on_played: Optional[Callable[[bytes, int, float], None]] = None
+    #: ``write`` may be handed a :class:`voicepipe.audio.pcm.LazyPCM` instead of bytes
+    accepts_lazy_pcm: bool = False
 
     @abc.abstractmethod
     async def open(self, sample_rate: int) -> None: ...

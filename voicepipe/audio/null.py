@@ -14,7 +14,7 @@ import time
 from typing import Any, AsyncIterator, Callable, Mapping, Optional
 
 from voicepipe.audio.base import AudioInput, AudioOutput, ItemPlayback
-from voicepipe.audio.pcm import SAMPLE_WIDTH, silence
+from voicepipe.audio.pcm import SAMPLE_WIDTH, pcm_bytes, silence
 from voicepipe.audio.playback import Milestone, PlaybackQueue
 from voicepipe.errors import UsageError
 
@@ -135,6 +135,9 @@ class VirtualClockOutput(AudioOutput):
     plays, silence included, goes to :meth:`emit`."""
 
     fade_frames = 0  # a file shows the cut exactly
+    #: whether :meth:`emit` does anything with the audio (a file writes it); an output that keeps
+    #: none, and has no ``on_played`` listener, only counts samples: it never decodes a ``LazyPCM``
+    keeps_audio = True
 
     def __init__(self, realtime: bool = True, clock: Callable[[], float] = time.monotonic):
         self.realtime = realtime
@@ -179,7 +182,8 @@ class VirtualClockOutput(AudioOutput):
             self._play(self.queue.queued_frames)
         else:  # the clock jumps to the end of the write: it plays as it is, not through the queue
             started_at = self._origin + self._position / self.sample_rate
-            self._played(*self.queue.play_through(pcm, item_id, started_at), started_at)
+            pcm, milestones = self.queue.play_through(pcm, item_id, started_at)
+            self._played(pcm, len(pcm) // SAMPLE_WIDTH, milestones, started_at)
 
     def played_ms(self, item_id: str) -> float:
         if self.queue is None:
@@ -232,14 +236,19 @@ class VirtualClockOutput(AudioOutput):
 
     def _play(self, frames: int) -> None:
         started_at = self._origin + self._position / self.sample_rate
-        self._played(*self.queue.take(frames, started_at), started_at)
+        pcm, milestones = self.queue.take(frames, started_at, self.keeps_audio or self.on_played is not None)
+        self._played(pcm, frames, milestones, started_at)
 
-    def _played(self, pcm: bytes, milestones: list[Milestone], started_at: float) -> None:
-        """``pcm`` was played from ``started_at`` on: the timeline moves on by its length."""
-        self._position += len(pcm) // SAMPLE_WIDTH
-        self.emit(pcm)
-        if self.on_played is not None:
-            self.on_played(pcm, self.sample_rate, started_at)
+    def _played(self, pcm: Any, frames: int, milestones: list[Milestone], started_at: float) -> None:
+        """``frames`` frames (``pcm``, unless the output keeps no audio) were played from
+        ``started_at`` on: the timeline moves on by that much."""
+        self._position += frames
+        if self.keeps_audio or self.on_played is not None:
+            pcm = pcm_bytes(pcm)  # a LazyPCM is decoded here, when the audio itself is needed
+            if self.keeps_audio:
+                self.emit(pcm)
+            if self.on_played is not None:
+                self.on_played(pcm, self.sample_rate, started_at)
         if milestones:
             self._announce(milestones)
 
@@ -272,7 +281,11 @@ class VirtualClockOutput(AudioOutput):
 
 
 class NullOutput(VirtualClockOutput):
-    """Plays on a virtual real-time clock and keeps nothing."""
+    """Plays on a virtual real-time clock and keeps nothing: it takes a ``LazyPCM`` and, unless an
+    echo reference listens to what it plays, only counts its samples without decoding it."""
+
+    keeps_audio = False
+    accepts_lazy_pcm = True
 
     def __init__(self, options: Mapping[str, Any]):
         super().__init__(option_bool(options, "realtime", True, "audio.output"))

@@ -37,6 +37,87 @@ def silence(frames: int, channels: int = 1) -> bytes:
     return bytes(frames * channels * SAMPLE_WIDTH)
 
 
+def base64_length(text: str) -> Optional[int]:
+    """The length of the bytes base64 ``text`` decodes to, from its length and padding alone
+    (``None`` when it cannot be base64: not ASCII, a length that is not a multiple of 4, ``=``
+    before the padding)."""
+    size = len(text)
+    if size % 4 or not text.isascii():
+        return None
+    padding = 2 if text.endswith("==") else 1 if text.endswith("=") else 0
+    if text.find("=", 0, size - padding) != -1:
+        return None
+    return size // 4 * 3 - padding
+
+
+class LazyPCM:
+    """PCM16 audio still in the base64 text it arrived in, decoded only when someone asks for the
+    bytes: ``len()`` is known from the text (:func:`base64_length`), ``bytes(payload)`` decodes
+    (once). An output that only counts samples (the ``null`` output) never decodes.
+
+    ``nbytes`` may be less than the text holds (an odd byte cut off). Text that
+    :func:`base64_length` accepts but that holds characters outside the base64 alphabet decodes
+    to silence of ``nbytes`` bytes if it cannot be decoded, and is cut or padded with silence to
+    ``nbytes`` otherwise, so that what is played matches what was counted.
+    """
+
+    __slots__ = ("text", "nbytes", "_pcm")
+
+    def __init__(self, text: str, nbytes: Optional[int] = None):
+        if nbytes is None:
+            nbytes = base64_length(text)
+            if nbytes is None:
+                raise ValueError("not base64 text")
+        self.text = text
+        self.nbytes = nbytes
+        self._pcm: Optional[bytes] = None
+
+    @classmethod
+    def of(cls, text: str) -> Optional["LazyPCM"]:
+        """A lazy payload for ``text``, or ``None`` when its length cannot be known without decoding it."""
+        nbytes = base64_length(text)
+        return None if nbytes is None else cls(text, nbytes)
+
+    def __len__(self) -> int:
+        return self.nbytes
+
+    def __bytes__(self) -> bytes:
+        pcm = self._pcm
+        if pcm is None:
+            import binascii
+
+            try:
+                pcm = binascii.a2b_base64(self.text)
+            except (binascii.Error, ValueError):
+                pcm = b""
+            if len(pcm) != self.nbytes:
+                pcm = pcm[: self.nbytes] + bytes(max(self.nbytes - len(pcm), 0))
+            self._pcm = pcm
+        return pcm
+
+    @property
+    def decoded(self) -> bool:
+        """Whether the bytes have been asked for."""
+        return self._pcm is not None
+
+    def cut(self, nbytes: int) -> "LazyPCM":
+        """The first ``nbytes`` bytes (at most ``len(self)``), still lazy."""
+        if nbytes >= self.nbytes:
+            return self
+        part = LazyPCM(self.text, max(nbytes, 0))
+        if self._pcm is not None:
+            part._pcm = self._pcm[: part.nbytes]
+        return part
+
+    def __repr__(self) -> str:
+        return f"LazyPCM({self.nbytes} bytes{', decoded' if self._pcm is not None else ''})"
+
+
+def pcm_bytes(pcm: Any) -> bytes:
+    """``pcm`` (bytes, a bytes-like object or a :class:`LazyPCM`) as ``bytes``."""
+    return pcm if type(pcm) is bytes else bytes(pcm)
+
+
 def normalise_format(fmt: Any) -> str:
     """``pcm16-16000hz`` (legacy spelling) and enum values → ``pcm16_16000hz``."""
     text = str(getattr(fmt, "value", fmt) or "pcm16").strip().lower()

@@ -12,15 +12,29 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from typing import Optional
+from typing import Any, Optional
 
 from voicepipe.audio.base import ItemPlayback
-from voicepipe.audio.pcm import SAMPLE_WIDTH
+from voicepipe.audio.pcm import SAMPLE_WIDTH, LazyPCM
 
 #: assistant items remembered for ``played_ms``; older ones are forgotten
 MAX_ITEMS = 256
 
 Milestone = tuple[str, str]  # ("started" | "finished", item_id)
+
+
+def _queueable(pcm: Any) -> Any:
+    """Audio as the queue keeps it: immutable (``bytes``, or a ``LazyPCM`` left undecoded) and a
+    whole number of frames long."""
+    if type(pcm) is LazyPCM:
+        if pcm.nbytes % SAMPLE_WIDTH:
+            pcm = pcm.cut(pcm.nbytes - 1)
+        return pcm
+    if type(pcm) is not bytes:
+        pcm = bytes(pcm)  # queued audio is immutable: take() may hand it on as it is
+    if len(pcm) % SAMPLE_WIDTH:
+        pcm = pcm[: len(pcm) - 1]
+    return pcm
 
 
 class _Item:
@@ -39,7 +53,7 @@ class PlaybackQueue:
     def __init__(self, rate: int):
         self.rate = int(rate)
         self._lock = threading.Lock()
-        # each segment: [item_id or None (a fade, not counted), bytes, offset]
+        # each segment: [item_id or None (a fade, not counted), bytes or LazyPCM, offset]
         self._segments: deque[list] = deque()
         self._queued = 0  # bytes waiting
         self._items: dict[str, _Item] = {}
@@ -47,11 +61,9 @@ class PlaybackQueue:
     # -- loop thread -------------------------------------------------------------------------------
 
     def write(self, pcm: bytes, item_id: str) -> None:
-        """Queue ``pcm`` for ``item_id``."""
-        if type(pcm) is not bytes:
-            pcm = bytes(pcm)  # queued audio is immutable: take() may hand it on as it is
-        if len(pcm) % SAMPLE_WIDTH:
-            pcm = pcm[: len(pcm) - 1]
+        """Queue ``pcm`` for ``item_id`` (bytes, or a :class:`~voicepipe.audio.pcm.LazyPCM` that
+        stays undecoded until :meth:`take` has to hand its bytes on)."""
+        pcm = _queueable(pcm)
         if not pcm:
             return
         with self._lock:
@@ -68,11 +80,9 @@ class PlaybackQueue:
     def play_through(self, pcm: bytes, item_id: str, started_at: float) -> tuple[bytes, list[Milestone]]:
         """:meth:`write` then :meth:`take` of all of it, for a clock that plays each write at once
         (a virtual clock with ``realtime`` false) while nothing is queued: the same accounting,
-        played bytes and milestones, without a trip through the queue."""
-        if type(pcm) is not bytes:
-            pcm = bytes(pcm)
-        if len(pcm) % SAMPLE_WIDTH:
-            pcm = pcm[: len(pcm) - 1]
+        played bytes and milestones, without a trip through the queue. A ``LazyPCM`` is handed
+        back as it is (still undecoded)."""
+        pcm = _queueable(pcm)
         if not pcm:
             return pcm, []
         frames = len(pcm) // SAMPLE_WIDTH
@@ -137,16 +147,18 @@ class PlaybackQueue:
 
     # -- any thread (a device callback) ------------------------------------------------------------
 
-    def take(self, frames: int, started_at: float) -> tuple[bytes, list[Milestone]]:
+    def take(self, frames: int, started_at: float, audio: bool = True) -> tuple[bytes, list[Milestone]]:
         """The next ``frames`` frames to play (silence where the queue runs dry) and the milestones
         they cross. ``started_at`` is when the first of them is heard, for the items' times.
 
-        A take that is exactly one queued write returns that write's bytes without a copy."""
+        A take that is exactly one queued write returns that write's bytes without a copy. With
+        ``audio`` false only the accounting moves on and the bytes returned are ``b""``: nothing
+        queued is decoded or copied (an output that keeps no audio)."""
         need = frames * SAMPLE_WIDTH
         milestones: list[Milestone] = []
         with self._lock:
             if not self._segments:
-                return bytes(need), milestones
+                return (bytes(need) if audio else b""), milestones
             parts: list[bytes] = []
             taken = 0
             segments = self._segments
@@ -156,7 +168,10 @@ class PlaybackQueue:
                 item_id, data, offset = segment
                 size = min(need, len(data) - offset)
                 position = taken
-                parts.append(data[offset : offset + size] if offset or size < len(data) else data)
+                if audio:
+                    if type(data) is not bytes:
+                        data = segment[1] = bytes(data)  # a LazyPCM: decoded now, once
+                    parts.append(data[offset : offset + size] if offset or size < len(data) else data)
                 taken += size
                 need -= size
                 self._queued -= size
@@ -172,6 +187,8 @@ class PlaybackQueue:
                     if item is not None and item.played >= item.written:
                         item.finished_at = started_at + taken / SAMPLE_WIDTH / rate
                         milestones.append(("finished", item_id))
+            if not audio:
+                return b"", milestones
             if need:
                 parts.append(bytes(need))
             return (parts[0] if len(parts) == 1 else b"".join(parts)), milestones
@@ -192,7 +209,10 @@ class PlaybackQueue:
         import numpy as np
 
         collected = bytearray()
-        for _, data, offset in self._segments:
+        for segment in self._segments:
+            _, data, offset = segment
+            if type(data) is not bytes:
+                data = segment[1] = bytes(data)
             collected += data[offset : offset + frames * SAMPLE_WIDTH - len(collected)]
             if len(collected) >= frames * SAMPLE_WIDTH:
                 break

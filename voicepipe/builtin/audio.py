@@ -19,7 +19,9 @@ long to wait for the service to react before the session ends without an answer.
 **Flow.** The backends are created at session start (bad options and missing files fail then) and
 opened when ``session.updated`` gives the effective rates: ``input_audio_sampling_rate`` for input,
 the ``output_audio_format`` for output (G.711 is encoded and decoded here). Each input chunk is sent
-as ``input_audio_buffer.append``; each ``response.audio.delta`` goes to the output backend. When a
+as ``input_audio_buffer.append``; each ``response.audio.delta`` goes to the output backend, decoded,
+or as a :class:`voicepipe.audio.pcm.LazyPCM` (the base64 text, decoded only if the bytes are asked
+for) to an output that sets ``accepts_lazy_pcm`` (``null``: it only counts samples). When a
 finite input ends, the session ends with ``input_finished`` once no answer is in progress and the
 output has played out.
 
@@ -57,6 +59,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 import voicepipe
+from voicepipe.audio.pcm import LazyPCM
 from voicepipe.errors import UsageError
 from voicepipe.pipeline import event_fields
 
@@ -261,6 +264,8 @@ class AudioSession:
         #: ctx.now() time at which the first input sample was captured
         self.input_started_at: Optional[float] = None
         self.output_ready = False
+        #: hand the output undecoded audio (a LazyPCM): it only counts samples, and the format is PCM16
+        self.lazy_pcm = False
         self.echo: Any = None
 
         # what the session's turn detection does on barge-in (from session.updated)
@@ -334,6 +339,7 @@ class AudioSession:
         self._started = True
         self.input_rate, self.output_rate = input_rate(session), output_rate(session)
         self.input_format, self.output_format = input_format(session), output_format(session)
+        self.lazy_pcm = self.output_format not in G711_FORMATS and getattr(self.output, "accepts_lazy_pcm", False) is True
         if self.echo_setting or _client_echo_reference(session):
             if self.input_format in G711_FORMATS:
                 self.log.warning("echo_reference_off", message="a client echo reference needs pcm16 input, not "
@@ -520,16 +526,20 @@ class AudioSession:
         if item is not None and item.done:
             return  # interrupted: its late audio is neither decoded nor played
         delta = event.get("delta")
-        # the one decode of the delta: the other built-ins take lengths from the base64 text
-        try:
-            pcm = binascii.a2b_base64(delta) if isinstance(delta, str) else bytes(delta or b"")
-        except (binascii.Error, TypeError, ValueError):
-            self.log.warning("audio_delta_skipped", item_id=item_id, problem="not base64 audio")
-            return
-        if self.output_format in ("g711_ulaw", "g711_alaw"):
-            from voicepipe.audio.pcm import g711_decode
+        # an output that only counts samples gets the base64 text undecoded (its length is known
+        # from the text); otherwise this is the one decode of the delta: the other built-ins take
+        # lengths from the base64 text
+        pcm = LazyPCM.of(delta) if self.lazy_pcm and type(delta) is str else None
+        if pcm is None:
+            try:
+                pcm = binascii.a2b_base64(delta) if isinstance(delta, str) else bytes(delta or b"")
+            except (binascii.Error, TypeError, ValueError):
+                self.log.warning("audio_delta_skipped", item_id=item_id, problem="not base64 audio")
+                return
+            if self.output_format in ("g711_ulaw", "g711_alaw"):
+                from voicepipe.audio.pcm import g711_decode
 
-            pcm = g711_decode(pcm, self.output_format)
+                pcm = g711_decode(pcm, self.output_format)
         if item is None:
             item = self.items[item_id] = _Item(item_id, response_id)
             self._forget_old_items()

@@ -40,6 +40,7 @@ from datetime import datetime
 from typing import Any, BinaryIO, Mapping, Optional
 
 import voicepipe
+from voicepipe.audio.pcm import base64_length
 from voicepipe.pipeline import event_fields
 from voicepipe.redact import REDACTOR
 from voicepipe.sessionclock import elapsed, event_time, session_clock
@@ -257,17 +258,6 @@ def describe_audio(b64: str) -> dict:
     if length is None:
         return {"bytes": None, "sha256": None, "invalid_base64": len(b64)}
     return {"bytes": length, "sha256": hashlib.sha256(b64.encode("ascii")).hexdigest()[:16]}
-
-
-def base64_length(b64: str) -> int | None:
-    """The length of the bytes base64 text decodes to (``None`` if it cannot be base64)."""
-    size = len(b64)
-    if size % 4 or not b64.isascii():
-        return None
-    padding = 2 if b64.endswith("==") else 1 if b64.endswith("=") else 0
-    if b64.find("=", 0, size - padding) != -1:
-        return None
-    return size // 4 * 3 - padding
 
 
 def _write_all(file: BinaryIO, data: bytes) -> None:
