@@ -2,11 +2,13 @@
 
 import asyncio
 import base64
+import wave
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Optional
 
 import numpy as np
+import pytest
 from azure.ai.voicelive.models import ServerEvent
 
 from voicepipe.audio.base import AudioInput, AudioOutput, ItemPlayback
@@ -578,7 +580,6 @@ def test_deltas_before_the_output_opens_are_kept(tmp_path):
 
 
 def test_wav_input_is_streamed_and_the_session_ends_after_the_answer(tmp_path):
-    import wave
 
     path = tmp_path / "question.wav"
     with wave.open(str(path), "wb") as w:
@@ -614,7 +615,6 @@ def test_wav_input_is_streamed_and_the_session_ends_after_the_answer(tmp_path):
 
 
 def test_a_finished_input_without_any_answer_gives_up(tmp_path):
-    import wave
 
     path = tmp_path / "q.wav"
     with wave.open(str(path), "wb") as w:
@@ -644,6 +644,7 @@ def test_a_missing_input_file_stops_the_session_with_one_line(tmp_path):
     (level, event, fields), = h.ctx.log.records
     assert level == "error" and event == "audio_error"
     assert "gone.wav" in fields["message"] and "\n" not in fields["message"]
+    assert h.ctx.usage_failure == fields["message"]  # `voicepipe run` prints it and exits 2
     assert "audio" not in h.ctx.stash
 
 
@@ -787,7 +788,6 @@ def test_stash_publishes_the_live_backends(tmp_path):
 def test_the_session_waits_for_the_last_chunks_to_be_sent_and_answered(tmp_path):
     """A file pushed faster than the connection sends it: the input has ended long before the
     service has heard its last turn, and an earlier answer must not end the session early."""
-    import wave
 
     path = tmp_path / "two_turns.wav"
     with wave.open(str(path), "wb") as w:
@@ -829,7 +829,6 @@ def test_the_session_waits_for_the_last_chunks_to_be_sent_and_answered(tmp_path)
 
 
 def test_a_tool_call_round_is_waited_for_after_the_input_ends(tmp_path):
-    import wave
 
     path = tmp_path / "q.wav"
     with wave.open(str(path), "wb") as w:
@@ -883,7 +882,6 @@ def test_configure_reports_bad_settings_before_anything_connects(tmp_path):
         ({"input": {"backend": 3}}, "audio.input.backend: expected a backend name"),
         ({"input": ["wav"]}, "audio.input: expected a mapping like {backend: wav, file: x.wav}"),
     ]
-    import wave
 
     with wave.open(str(tmp_path / "q.wav"), "wb") as w:
         w.setnchannels(1)
@@ -919,3 +917,17 @@ def test_the_ga_event_names_play_and_finish_too(tmp_path):
     run(scenario())
     assert [p["type"] for p in h.playback] == ["playback.started", "playback.finished"]
     assert h.playback[1]["played_ms"] == 200.0
+
+
+@pytest.mark.parametrize("realtime", [True, False])
+def test_the_session_says_whether_its_input_is_paced_in_real_time(tmp_path, realtime):
+    path = tmp_path / "in.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(24000)
+        w.writeframes(bytes(960))
+    h = Harness(tmp_path, {"input": {"backend": "wav", "file": str(path), "realtime": realtime}}, output=ScriptedOutput())
+    h.backends.pop("input")
+    audio_plugin.voicepipe_session_start(h.ctx)
+    assert h.ctx.stash["audio"].input_realtime is realtime

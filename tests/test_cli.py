@@ -195,3 +195,16 @@ def test_refused_connection_exit_1(tmp_path):
     )
     assert result.returncode == 1
     assert "could not connect" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_missing_audio_device_is_a_usage_error_with_one_line_and_complete_files(tmp_path):
+    result = run_cli(
+        "run", "profiles/demo.yaml", "--log-dir", str(tmp_path), "--set", "connection.emulator.speed=0",
+        "--set", 'audio.output={backend: pyaudio, device: "No Such Speaker"}',
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1].startswith("voicepipe: audio.output: pyaudio: device 'No Such Speaker': ")
+    assert "Traceback" not in result.stderr
+    (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert json.loads((run_dir / "metrics.json").read_text())["turns"] == 0  # the end hooks ran
+    assert (run_dir / "transcript.txt").read_text().startswith("# voicepipe transcript")

@@ -215,6 +215,17 @@ def test_the_audio_plugins_capture_start_is_preferred_to_the_first_append(tmp_pa
     assert r["voice_to_voice_ms"] == 750.0  # played at 1010.45
 
 
+def test_input_not_paced_in_real_time_has_no_capture_clock(tmp_path):
+    """A WAV file read with realtime: false: audio_end_ms is a position in the file, not a time."""
+    s = Session(tmp_path)
+    s.ctx.stash["audio"] = SimpleNamespace(input_started_at=999.5, input_realtime=False)
+    s.start_input(1000.0)
+    s.vad_turn(1000.2, "r1", audio_end_ms=10_200)
+    [r] = s.records()
+    assert r["vad_tail_ms"] is None and r["voice_to_voice_ms"] is None
+    assert r["server_first_audio_ms"] == 400.0
+
+
 def test_without_any_input_capture_time_voice_to_voice_is_unknown_not_guessed(tmp_path):
     s = Session(tmp_path)
     s.vad_turn(10.0, "r1", audio_end_ms=2000)

@@ -43,6 +43,8 @@ class SessionContext:
         self._stop = stop
         self._notify_playback = notify_playback
         self._tasks: set[asyncio.Task] = set()
+        #: the first :meth:`fail` message: the session ends as a usage error (exit code 2)
+        self.usage_failure: Optional[str] = None
 
     def send(self, event: Mapping[str, Any]) -> None:
         """Queue a client event (a dict or an SDK ``ClientEvent``); events leave in queue order."""
@@ -66,6 +68,15 @@ class SessionContext:
     def stop(self, reason: str = "plugin") -> None:
         """Ask the session to end; ``voicepipe_session_end`` receives ``reason``."""
         self._stop(reason)
+
+    def fail(self, message: str) -> None:
+        """End the session over something the user must fix (a device that does not exist, a
+        file that cannot be opened): ``message``, one line naming the profile key, is what
+        ``voicepipe run`` prints, with exit code 2. The end hooks run as for any stop (reason
+        ``"error"``), so files are complete."""
+        if self.usage_failure is None:
+            self.usage_failure = message
+        self._stop("error")
 
     def _task_done(self, task: asyncio.Task) -> None:
         self._tasks.discard(task)

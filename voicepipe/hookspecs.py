@@ -11,8 +11,9 @@ the hook says so, returns an awaitable that the runtime awaits. A hook that take
 profile's ``runtime.slow_hook_ms`` is logged with its plugin's name.
 
 Where a hook receives ``ctx`` it is the :class:`voicepipe.context.SessionContext` of the running
-session: ``ctx.send(event)``, ``ctx.spawn(coro)``, ``ctx.stop(reason)``, ``ctx.log``,
-``ctx.profile``, ``ctx.run_dir``, ``ctx.session_id``, ``ctx.session``, ``ctx.now()``.
+session: ``ctx.send(event)``, ``ctx.spawn(coro)``, ``ctx.stop(reason)``, ``ctx.fail(message)``
+(end the session over something the user must fix: exit code 2), ``ctx.log``, ``ctx.profile``,
+``ctx.run_dir``, ``ctx.session_id``, ``ctx.session``, ``ctx.now()``.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping, Optional, Sequence
 
 from voicepipe.connection import Target, connect, open_credential, resolve_target
-from voicepipe.errors import SessionError
+from voicepipe.errors import SessionError, UsageError
 from voicepipe.eventshape import malformed
 from voicepipe.pipeline import Pipeline, event_fields
 from voicepipe.reconnect import AudioGap, ReconnectPolicy, seed_events
@@ -140,6 +140,8 @@ class SessionRunner:
             self.stop_reason = self.stop_reason or "error"
             await self.pipeline.end("error")
             raise
+        if self.ctx.usage_failure:
+            raise UsageError(self.ctx.usage_failure)
         if self.stop_reason in ("connection_lost", "error") and self._failure:
             raise SessionError(self._failure)
         if self.stop_reason == "server_closed" and self.close_code not in (None, 1000):

@@ -303,6 +303,12 @@ class AudioSession:
         self.input = self._create("input", self.input_backend, self.input_options)
         self.output = self._create("output", self.output_backend, self.output_options)
 
+    @property
+    def input_realtime(self) -> bool:
+        """Whether input audio is captured (or paced) in real time, so that its sample positions
+        are times: a WAV file read with ``realtime: false`` is not."""
+        return getattr(self.input, "realtime", True) is not False
+
     def _create(self, direction: str, name: str, options: dict) -> Any:
         hook = getattr(self.ctx, "hook", None)
         relay = getattr(hook, "voicepipe_audio_backend", None)
@@ -318,9 +324,10 @@ class AudioSession:
         return backend
 
     def fail(self, exc: BaseException) -> None:
-        """Report an audio problem as one line and end the session."""
-        self.log.error("audio_error", message=str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
-        self.ctx.stop("error")
+        """Report an audio problem as one line and end the session (a usage error: exit code 2)."""
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        self.log.error("audio_error", message=message)
+        self.ctx.fail(message)
 
     def on_session_updated(self, session: Mapping[str, Any]) -> None:
         from voicepipe.audio.pcm import G711_FORMATS, input_format, input_rate, output_format, output_rate
@@ -692,7 +699,7 @@ def voicepipe_session_start(ctx: Any) -> None:
     except UsageError as exc:
         ctx.stash.pop(STASH_KEY, None)
         ctx.log.error("audio_error", message=str(exc))
-        ctx.stop("error")
+        ctx.fail(str(exc))
 
 
 @voicepipe.hookimpl

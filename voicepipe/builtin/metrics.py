@@ -47,7 +47,9 @@ where *input start* is the time the first input sample was captured: the audio p
 ``ctx.stash["audio"].input_started_at`` when it offers one, otherwise the time the first
 ``input_audio_buffer.append`` was sent minus that chunk's duration (its decoded length at the
 session's ``input_audio_sampling_rate``). This assumes input is appended continuously; a source that
-pauses between chunks moves the true capture times later than the computed ones.
+pauses between chunks moves the true capture times later than the computed ones. Input that is not
+paced in real time (a WAV file with ``realtime: false``) has no capture clock: ``vad_tail_ms`` and
+``voice_to_voice_ms`` are left out.
 
 **Records.** A turn is written to ``metrics.jsonl`` (one JSON object a line, flushed per line) once
 its response is done, its function calls have their outputs sent (for a completed response), and,
@@ -471,7 +473,7 @@ class SessionMetrics:
         }
 
     def _speech_end(self, turn: Turn) -> Optional[float]:
-        if turn.audio_end_ms is None:
+        if turn.audio_end_ms is None or getattr(self.ctx.stash.get("audio"), "input_realtime", True) is False:
             return None
         started = turn.input_origin if turn.input_origin is not None else self.input_started_at()
         return None if started is None else started + turn.audio_end_ms / 1000
