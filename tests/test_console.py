@@ -36,6 +36,7 @@ def test_a_pipe_gets_complete_lines_without_control_characters(monkeypatch):
         "[interrupted at 1.0 s]",
         "You: Weather in London?",
         '[tool] get_weather {"city": "London"}',
+        "[tool] get_weather -> Foggy, 12 degrees.",
         "Assistant: Foggy and 12.",
     ):
         assert expected in lines
@@ -71,7 +72,7 @@ def test_a_terminal_gets_a_status_line_with_words_as_they_arrive(monkeypatch):
     assert "Assistant: Hello there, how can I help?" in final_lines
     assert "You: Tell me about the weather tomorrow." in final_lines
     # a status line never wraps: at most the terminal's width less one
-    statuses = [s.split("\n")[0] for s in out.split("\r\x1b[K") if s.startswith("[")]
+    statuses = [s.split("\n")[0] for s in out.split("\r\x1b[K") if s.startswith(("[listening]", "[thinking]", "[speaking]"))]
     assert statuses and max(len(s) for s in statuses) <= 39
     assert any(s.startswith("[speaking] …") for s in statuses)  # long words keep their tail
     assert out.endswith("Session ended (user).\n")

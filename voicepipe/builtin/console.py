@@ -31,6 +31,8 @@ from voicepipe.redact import REDACTOR
 from voicepipe.sessionclock import session_clock
 
 STASH_KEY = "console"
+TOOL_OUTPUT_SHOWN = 200  # characters of a tool output shown on its line
+MAX_PENDING_TOOL_CALLS = 100  # tool names remembered until their output (a bound, not a limit in practice)
 LISTENING, THINKING, SPEAKING = "listening", "thinking", "speaking"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 _CLEAR_LINE = "\r\x1b[K"
@@ -60,6 +62,7 @@ class Console:
         self.playback_clock = playback_clock  # playback milestones tell when answers are heard
         self.seeded: set = set()  # items re-sent after a reconnect: already shown
         self.assistant_label = "Assistant"  # "Agent" when the session talks to a Foundry agent
+        self.tool_names: dict = {}  # call id -> tool name, until its output is shown
 
     # -- output ------------------------------------------------------------------------------------
 
@@ -186,6 +189,8 @@ class Console:
             if item.get("type") == "message" and item.get("role") == "assistant":
                 self._answer(item.get("id"), _content_text(item.get("content")))
         elif kind == "response.function_call_arguments.done":
+            if len(self.tool_names) < MAX_PENDING_TOOL_CALLS:
+                self.tool_names[_id(event.get("call_id"))] = _text(event.get("name"))
             self.line(f"[tool] {event.get('name')} {_compact_json(event.get('arguments') or '')}")
         elif kind == "response.done":
             self._response_done(event.get("response") or {})
@@ -217,6 +222,10 @@ class Console:
             self.set_state(LISTENING)
 
     def _item_created(self, item: Mapping[str, Any]) -> None:
+        if item.get("type") == "function_call_output" and _id(item.get("id")) not in self.seeded:
+            name = self.tool_names.pop(_id(item.get("call_id")), None) or "tool"
+            self.line(f"[tool] {name} -> {_shortened(_compact_json(_text(item.get('output'))), TOOL_OUTPUT_SHOWN)}")
+            return
         if item.get("type") != "message" or item.get("role") != "user" or _id(item.get("id")) in self.seeded:
             return
         typed = [_text(c.get("text")) for c in _parts(item.get("content")) if c.get("type") == "input_text"]
@@ -251,6 +260,10 @@ def _content_text(content: Any) -> str:
     """The words of an item's ``content`` parts (anything that is not a list of parts has none)."""
     words = [_text(part.get("transcript")) or _text(part.get("text")) for part in _parts(content)]
     return " ".join(text.strip() for text in words if text)
+
+
+def _shortened(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _compact_json(text: str) -> str:
