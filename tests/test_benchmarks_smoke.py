@@ -162,5 +162,5 @@ def test_breakdown_splits_the_overhead_by_plugin_and_operation():
     assert 0 < deltas < events
     for name in ("audio", "tools", "recorder", "transcript", "metrics", "console", "(sum)", "(no plugin)"):
         assert any(line.strip().startswith(f"{name} ") for line in report.splitlines()), name
-    for operation in ("base64 decode", "SHA-256", "JSON-encode", "mask secrets", "unbuffered write", "JSON text -> typed event"):
+    for operation in ("base64 decode", "elided audio", "JSON-encode", "mask secrets", "unbuffered write", "JSON text -> typed event"):
         assert operation in report, operation

@@ -2,7 +2,6 @@
 
 import asyncio
 import base64
-import hashlib
 import json
 import select
 import subprocess
@@ -44,7 +43,7 @@ def test_every_event_is_a_line_with_direction_and_session_time(tmp_path):
     assert times == sorted(times)
 
 
-def test_audio_is_elided_to_length_and_hash_by_default(tmp_path):
+def test_audio_is_elided_to_its_length_by_default(tmp_path):
     s = ScriptedSession(tmp_path)
     conversation(s)
     s.end()
@@ -52,14 +51,12 @@ def test_audio_is_elided_to_length_and_hash_by_default(tmp_path):
     appended = audio_b64(960, seed=7)
     assert appended not in text and audio_b64(4800, seed=1) not in text
     recorded = lines(tmp_path)
-    assert recorded[0]["event"]["format"] == recorder.FORMAT_VERSION == 2
+    assert recorded[0]["event"]["format"] == recorder.FORMAT_VERSION == 3
     append = next(r for r in recorded if r["event"]["type"] == "input_audio_buffer.append")
     assert len(base64.b64decode(appended)) == 960
-    # the hash is that of the base64 text as sent: no decoding needed to compute or check it
-    assert append["event"]["audio"] == {"bytes": 960, "sha256": hashlib.sha256(appended.encode("ascii")).hexdigest()[:16]}
+    assert append["event"]["audio"] == {"bytes": 960}
     delta = next(r for r in recorded if r["event"]["type"] == "response.audio.delta")
-    answer = audio_b64(4800, seed=1)
-    assert delta["event"]["delta"] == {"bytes": 4800, "sha256": hashlib.sha256(answer.encode("ascii")).hexdigest()[:16]}
+    assert delta["event"]["delta"] == {"bytes": 4800}
     assert delta["event"]["item_id"] == "item_a1"
 
 
@@ -67,9 +64,9 @@ def test_audio_length_comes_from_the_base64_text_and_its_padding():
     for size in range(0, 40):
         raw = bytes(range(size))
         text = base64.b64encode(raw).decode("ascii")
-        assert recorder.describe_audio(text) == {"bytes": size, "sha256": hashlib.sha256(text.encode()).hexdigest()[:16]}
-    for bad in ("abc", "ab=c", "a=bc", "=abc", "AAAA\u00e9AA=", "AA==AAAA"):
-        assert recorder.describe_audio(bad) == {"bytes": None, "sha256": None, "invalid_base64": len(bad)}
+        assert recorder.describe_audio(text) == {"bytes": size}
+    for bad in ("abc", "ab=c", "a=bc", "=abc", "AAAA\u00e9AA=", "AA==AAAA", "AA=="[:1] + "===", "A==="):
+        assert recorder.describe_audio(bad) == {"bytes": None, "invalid_base64": len(bad)}
 
 
 def test_full_audio_on_request(tmp_path):
@@ -247,11 +244,11 @@ def test_a_secret_in_three_transcript_deltas_keeps_every_line_in_order(tmp_path,
     assert "7c41d09e" not in path.read_text()
     assert server_lines(tmp_path) == [
         ("response.audio_transcript.delta", "Your key is ***"),
-        ("response.audio.delta", {"bytes": 960, "sha256": lines(tmp_path)[2]["event"]["delta"]["sha256"]}),
+        ("response.audio.delta", {"bytes": 960}),
         ("response.audio_transcript.delta", ""),
-        ("response.audio.delta", lines(tmp_path)[4]["event"]["delta"]),
+        ("response.audio.delta", {"bytes": 960}),
         ("response.audio_transcript.delta", "."),
-        ("response.audio.delta", lines(tmp_path)[6]["event"]["delta"]),
+        ("response.audio.delta", {"bytes": 960}),
     ]
     times = [r["t"] for r in lines(tmp_path)]
     assert times == sorted(times)
@@ -341,3 +338,137 @@ def test_a_replay_cuts_an_answer_with_a_split_secret_as_the_live_session_did(tmp
     transcript = (tmp_path / "live" / "transcript.txt").read_text()
     assert "(interrupted at 0.1 s): Your key is ***. Keep …" in transcript
     assert (tmp_path / "replayed" / "transcript.txt").read_text().splitlines() == transcript.splitlines()
+
+
+# -- microphone appends -----------------------------------------------------------------------------
+
+
+def recording(tmp_path, full_audio=False):
+    return recorder.Recording(open(tmp_path / "events.jsonl", "ab", buffering=0), 0.0, full_audio=full_audio)
+
+
+def generic_line(t, event):
+    """The line the generic path writes for an append (what the shortcut must write too)."""
+    fields = dict(event)
+    fields["audio"] = recorder.describe_audio(fields["audio"])
+    return recorder._masked_line({"t": t, "direction": "client", "event": fields})
+
+
+APPEND_TIMES = (0.0, 0.02, 1.5, 12.345678, 0.000123, 3599.999999, 86400.0, 1e-05, 1e16)
+
+
+def test_the_usual_append_line_is_the_line_the_generic_path_writes(tmp_path):
+    rec = recording(tmp_path)
+    events = [{"type": "input_audio_buffer.append", "audio": base64.b64encode(bytes(size)).decode("ascii")}
+              for size in (0, 1, 2, 3, 960, 961, 962)]
+    expected = []
+    for t in APPEND_TIMES:
+        for event in events:
+            rec.write(t, "client", event)
+            expected.append(generic_line(t, event))
+    rec.close()
+    assert (tmp_path / "events.jsonl").read_text(encoding="utf-8").splitlines() == expected
+    assert json.loads(expected[4]) == {"t": 0.0, "direction": "client",
+                                       "event": {"type": "input_audio_buffer.append", "audio": {"bytes": 960}}}
+
+
+def test_appends_of_another_shape_take_the_generic_path(tmp_path):
+    rec = recording(tmp_path)
+    odd = [
+        (1.0, {"type": "input_audio_buffer.append", "audio": "AAA=", "event_id": "evt_1"}),  # another field
+        (1.0, {"audio": "AAAA", "type": "input_audio_buffer.append"}),  # another key order
+        (1.0, {"type": "input_audio_buffer.append", "audio": "AA=A"}),  # not base64
+        (1.0, {"type": "input_audio_buffer.append", "audio": "A==="}),
+        (1.0, {"type": "input_audio_buffer.append", "audio": "AAAA\u00e9AA="}),
+        (1.0, {"type": "input_audio_buffer.append", "audio": 12}),
+        (float("nan"), {"type": "input_audio_buffer.append", "audio": "AAAA"}),  # a time JSON cannot hold
+        (2, {"type": "input_audio_buffer.append", "audio": "AAAA"}),  # an int
+    ]
+    for t, event in odd:
+        rec.write(t, "client", event)
+    rec.close()
+    recorded = lines(tmp_path)
+    assert [r["event"] for r in recorded] == [
+        {"type": "input_audio_buffer.append", "audio": {"bytes": 2}, "event_id": "evt_1"},
+        {"audio": {"bytes": 3}, "type": "input_audio_buffer.append"},
+        {"type": "input_audio_buffer.append", "audio": {"bytes": None, "invalid_base64": 4}},
+        {"type": "input_audio_buffer.append", "audio": {"bytes": None, "invalid_base64": 4}},
+        {"type": "input_audio_buffer.append", "audio": {"bytes": None, "invalid_base64": 8}},
+        {"type": "input_audio_buffer.append", "audio": 12},
+        {"type": "input_audio_buffer.append", "audio": {"bytes": 3}},
+        {"type": "input_audio_buffer.append", "audio": {"bytes": 3}},
+    ]
+    assert [r["t"] for r in recorded][-2:] == [None, 2]
+
+
+def test_a_secret_in_an_append_line_is_masked_as_in_any_line(tmp_path, monkeypatch):
+    from voicepipe.redact import REDACTOR
+
+    monkeypatch.setenv("MY_RECORDER_TEST_SECRET", "buffer.append")
+    REDACTOR.refresh_env()
+    try:
+        rec = recording(tmp_path)
+        event = {"type": "input_audio_buffer.append", "audio": "AAAA"}
+        rec.write(0.5, "client", event)
+        rec.close()
+        text = (tmp_path / "events.jsonl").read_text(encoding="utf-8")
+        assert "buffer.append" not in text and '"type": "input_audio_***"' in text
+        assert text.splitlines() == [generic_line(0.5, event)]
+    finally:
+        monkeypatch.delenv("MY_RECORDER_TEST_SECRET")
+        REDACTOR.refresh_env()
+
+
+def test_append_lines_wait_for_the_next_line_or_the_flush_timer_in_order(tmp_path, monkeypatch):
+    monkeypatch.setattr(recorder, "APPEND_FLUSH_S", 0.01)
+    path = tmp_path / "events.jsonl"
+    append = {"type": "input_audio_buffer.append", "audio": "AAAA"}
+
+    def on_disk():
+        with open(path, encoding="utf-8") as fresh:
+            return [json.loads(line)["event"]["type"] for line in fresh.read().splitlines()]
+
+    async def scenario():
+        rec = recording(tmp_path)
+        rec.write(0.1, "client", append)
+        rec.write(0.2, "client", append)
+        assert on_disk() == []  # waiting
+        rec.write(0.3, "client", {"type": "response.create"})
+        assert on_disk() == ["input_audio_buffer.append"] * 2 + ["response.create"]  # one write, in order
+        rec.write(0.4, "client", append)
+        await asyncio.sleep(0.05)  # the flush timer (0.01 s) fires first
+        assert on_disk()[-1] == "input_audio_buffer.append" and len(on_disk()) == 4
+        rec.write(0.5, "client", append)
+        rec.close()  # the end of the session writes what waits
+        return rec.lines
+
+    assert asyncio.run(scenario()) == 5
+    assert [r["t"] for r in lines(tmp_path)] == [0.1, 0.2, 0.3, 0.4, 0.5]
+
+
+def test_a_session_that_ends_writes_its_waiting_appends_and_counts_them(tmp_path):
+    s = ScriptedSession(tmp_path, pm=make_pm("recorder"))
+    s.start()
+
+    async def appends():
+        for index in range(4):
+            s.client(0.1 + index * 0.02, {"type": "input_audio_buffer.append", "audio": audio_b64(960)})
+        await s.pipeline.end("user")
+
+    asyncio.run(appends())
+    recorded = lines(tmp_path)
+    assert [r["event"]["type"] for r in recorded] == ["recording.started"] + ["input_audio_buffer.append"] * 4 + ["recording.finished"]
+    assert recorded[-1]["event"]["lines"] == 5
+
+
+def test_appends_behind_a_held_delta_keep_their_place(tmp_path, streamed_secret):
+    s = recorder_session(tmp_path)
+    transcript_delta(s, 0.1, "Your key is fake-")
+    s.client(0.12, {"type": "input_audio_buffer.append", "audio": audio_b64(960)})
+    transcript_delta(s, 0.2, "stream-secret-7c41d09e.")
+    s.end()
+    assert [(r["event"]["type"], r["event"].get("delta")) for r in lines(tmp_path)[1:-1]] == [
+        ("response.audio_transcript.delta", "Your key is ***"),
+        ("input_audio_buffer.append", None),
+        ("response.audio_transcript.delta", "."),
+    ]

@@ -238,3 +238,34 @@ def test_an_exception_a_record_carries_is_masked_for_handlers_voicepipe_does_not
     assert [line["exception"][0]["exc_value"] for line in lines if "exception" in line] == [
         "401 for key ***", "401 for key ***", "nothing secret"
     ]
+
+
+def _reference_may_hold_secret(redactor, text):
+    """The pre-check as it was: every anchor in the lower-cased text, every variant in the text."""
+    from voicepipe.redact import _ANCHORS
+
+    lowered = text.lower()
+    return any(anchor in lowered for anchor in _ANCHORS) or any(v in text for v in redactor._variants)
+
+
+def test_the_quick_pre_check_lets_through_all_that_the_full_check_needs():
+    """The pre-check looks for lower-cased variants folded into the anchors' pass; it may let more
+    text through to the regular expression, never less, and what comes out is the same."""
+    import random
+
+    secrets = {"MY_API_KEY": "Zq7-Secret-Value", "OTHER_TOKEN": "abcDEF123456", "GREEK_PASSWORD": "ΚΛΕΙΔΙΣ-99"}
+    redactor = Redactor(secrets)
+    alphabet = "abcdefgkqyzABCDEFKQZ0123456789-_=.:\" ?&/ΣσςΚΛΕΙΔ"
+    pieces = ["Zq7-Secret-Value", "zq7-secret-value", "abcDEF123456", "ABCdef123456", "ΚΛΕΙΔΙΣ-99", "κλειδις-99",
+              "api-key: ", "Bearer ", "?sig=", "eyJhbGciOi", "token", "passwd", "TOKEN"]
+    rng = random.Random(7)
+    for _ in range(3000):
+        parts = [rng.choice(pieces) if rng.random() < 0.15 else "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 8)))
+                 for _ in range(rng.randint(1, 6))]
+        text = "".join(parts)
+        if _reference_may_hold_secret(redactor, text):
+            assert redactor._may_hold_secret(text)
+        expected = redactor._regex.sub(redactor._mask, text) if redactor._regex.search(text) else text
+        assert redactor.redact(text) == expected
+    assert redactor.redact("the key ΚΛΕΙΔΙΣ-99 and abcDEF123456") == "the key *** and ***"
+    assert redactor.redact("nothing to see") == "nothing to see"

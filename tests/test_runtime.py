@@ -123,3 +123,13 @@ def test_unknown_event_types_reach_plugins(voicelive_emulator, voicepipe_run, tm
     known = {t.value for t in ServerEventType}
     unknown = [t for t in result.server_types() if t not in known]
     assert unknown == [e["type"] for e in voicelive_emulator.connections[0].server_events if e["type"] not in known]
+
+
+def test_the_start_up_heap_is_frozen_once_per_process():
+    import subprocess
+    import sys
+
+    code = ("import gc; from voicepipe.heap import freeze_startup_heap as freeze; freeze(); n = gc.get_freeze_count(); "
+            "[object() for _ in range(10)]; x = [[] for _ in range(1000)]; freeze(); print(n > 1000, gc.get_freeze_count() == n)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["True", "True"], result.stderr

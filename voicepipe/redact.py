@@ -93,6 +93,8 @@ class Redactor:
         self._watched: set[str] = set(ALWAYS_SECRET_ENV)
         self._regex: re.Pattern[str] = re.compile("")
         self._variants: tuple[str, ...] = ()
+        self._needles: tuple[str, ...] = _ANCHORS
+        self._unfolded: tuple[str, ...] = ()
         # (the search of _tail_regex, first character -> (longest length, variants)), swapped whole
         self._beginnings: tuple[Optional[re.Pattern[str]], dict[str, tuple[int, tuple[str, ...]]]] = (None, {})
         self._compile()
@@ -149,6 +151,9 @@ class Redactor:
         parts.append(_JWT)
         self._regex = re.compile("|".join(parts))
         self._variants = tuple(variants)
+        self._needles = _needles({v for v in variants if v.isascii()})
+        # lower-casing may change non-ASCII text around a variant (a final sigma): looked for as it is
+        self._unfolded = tuple(v for v in variants if not v.isascii())
         heads: dict[str, list[str]] = {}
         for variant in variants:
             heads.setdefault(variant[0], []).append(variant)
@@ -176,8 +181,16 @@ class Redactor:
         return regex.sub(self._mask, text)
 
     def _may_hold_secret(self, text: str) -> bool:
+        # one lower-cased copy and a plain loop of substring tests (no generator: this runs for
+        # every line the recorder and the log write, and most text holds none of them)
         lowered = text.lower()
-        return any(anchor in lowered for anchor in _ANCHORS) or any(v in text for v in self._variants)
+        for needle in self._needles:
+            if needle in lowered:
+                return True
+        for variant in self._unfolded:
+            if variant in text:
+                return True
+        return False
 
     def redact_obj(self, obj: Any) -> Any:
         """A copy of ``obj`` (dicts, lists, tuples, strings, nested) with secrets masked.
@@ -282,6 +295,17 @@ def _tail_regex(variants: set[str]) -> re.Pattern[str]:
             longs.append(re.escape(variant[: _TAIL_CHAIN + 1]))
     parts = (["(?P<long>" + "|".join(longs) + ")"] if longs else []) + chains
     return re.compile("|".join(parts))
+
+
+def _needles(variants: set[str]) -> tuple[str, ...]:
+    """What :meth:`Redactor._may_hold_secret` looks for in lower-cased text: the anchors and the
+    (ASCII) variants lower-cased, without those that hold another one (a variant holding ``key``
+    is found by ``key``). Text that holds an ASCII variant holds it lower-cased once lowered, so
+    this finds at least what testing the anchors in the lowered text and the variants in the text
+    found; the regular expression decides."""
+    candidates = set(_ANCHORS) | {variant.lower() for variant in variants}
+    needles = [n for n in candidates if not any(other != n and other in n for other in candidates)]
+    return tuple(sorted(needles, key=len))
 
 
 def _is_secret_key(key: Any) -> bool:

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping, Optional, Sequenc
 from voicepipe.connection import Target, connect, open_credential, resolve_target
 from voicepipe.errors import SessionError, UsageError
 from voicepipe.eventshape import malformed
+from voicepipe.heap import freeze_startup_heap
 from voicepipe.pipeline import Pipeline, event_fields
 from voicepipe.reconnect import AudioGap, ReconnectPolicy, seed_events
 from voicepipe.serverevents import receive
@@ -93,10 +94,11 @@ class SessionRunner:
     # -- what plugins and controls call ----------------------------------------------------------
 
     def _enqueue(self, event: Any) -> None:
-        if not isinstance(event, Mapping):
-            event = event.as_dict()  # an SDK ClientEvent model
-        elif not isinstance(event, dict):
-            event = dict(event)
+        if type(event) is not dict:  # the usual case first: isinstance(x, typing.Mapping) is slow
+            if not isinstance(event, Mapping):
+                event = event.as_dict()  # an SDK ClientEvent model
+            elif not isinstance(event, dict):
+                event = dict(event)
         link = self._link
         if link is not None:
             link.queue.put_nowait(event)
@@ -379,6 +381,7 @@ class SessionRunner:
     async def _write(self, link: _Link) -> None:
         from azure.ai.voicelive.aio import ConnectionError
 
+        freeze_startup_heap()  # the first connection is open: what is alive now is here for good
         client_event = self.pipeline.client_event
         while True:
             event = await link.queue.get()
@@ -449,7 +452,8 @@ class SessionRunner:
     def _on_signal(self, sig: int) -> None:
         self._interrupts += 1
         if self._interrupts > 1:
-            # files are flushed line by line, so leaving at once loses nothing already written
+            # files are written line by line, so leaving at once loses nothing already written
+            # (but the recorder's last fraction of a second of microphone-append lines)
             os._exit(130)
         self.request_stop("user")
 

@@ -28,6 +28,7 @@ from voicepipe.emulator.record import ConnectionRecord
 from voicepipe.emulator.faults import FaultPlan, http_status_fault
 from voicepipe.emulator.scenario import Scenario, load_scenario
 from voicepipe.errors import UsageError
+from voicepipe.heap import freeze_startup_heap
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +205,7 @@ def serve(host: str, port: int, scenario: Optional[str], api_key: Optional[str],
             except (NotImplementedError, RuntimeError):
                 pass
         await emulator.start()
+        freeze_startup_heap()  # a long-lived server of many connections: shorter collection pauses
         try:
             auth = "the configured API key" if api_key else "any non-empty API key or token"
             pacing = "as fast as possible" if speed == 0 else f"speed {speed:g}"
