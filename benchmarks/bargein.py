@@ -228,7 +228,7 @@ def _skipped(why: str) -> dict:
             "result": f"skipped: {why}", "passed": None}
 
 
-def run(iterations: int = 300, device_iterations: int = 40) -> list[dict]:
+def run(iterations: int = 300, device_iterations: int = 200) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="voicepipe-bench-bargein-") as tmp:
         rows = [file_row(Path(tmp) / "file", iterations)]
         if device_iterations:
@@ -244,7 +244,7 @@ def _device_main(iterations: int) -> None:
 
 if __name__ == "__main__":
     if len(sys.argv) >= 2 and sys.argv[1] == "--device":
-        _device_main(int(sys.argv[2]) if len(sys.argv) > 2 else 40)
+        _device_main(int(sys.argv[2]) if len(sys.argv) > 2 else 200)
     else:
         for row in run():
             print(row)
