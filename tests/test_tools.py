@@ -362,3 +362,16 @@ def test_handlers_resolve_against_the_profile_that_names_them(tmp_path, capsys):
     root = Path(__file__).resolve().parent.parent
     code, errors = validate(root / "profiles" / "tools.yaml", capsys)
     assert (code, errors) == (0, [])
+
+
+def test_arguments_nested_deeper_than_the_validator_goes_are_a_problem_not_a_crash():
+    from voicepipe.toolbind import Tool
+
+    nested = {"type": "object", "properties": {"tree": {"$ref": "#/$defs/node"}},
+              "$defs": {"node": {"type": "array", "items": {"$ref": "#/$defs/node"}}}}
+    tree: list = []
+    for _ in range(600):  # json.loads reads this depth; the validator takes several frames a level
+        tree = [tree]
+    tool = Tool("deep", nested, None)
+    assert tool.argument_problem({"tree": tree}) == "nested deeper than can be checked"
+    assert tool.argument_problem({"tree": [[[]]]}) is None

@@ -42,7 +42,10 @@ class Tool:
 
         if self._validator is None:
             self._validator = jsonschema.validators.validator_for(self.parameters)(self.parameters)
-        error = jsonschema.exceptions.best_match(self._validator.iter_errors(arguments))
+        try:
+            error = jsonschema.exceptions.best_match(self._validator.iter_errors(arguments))
+        except RecursionError:
+            return "nested deeper than can be checked"
         if error is None:
             return None
         where = "/".join(str(part) for part in error.absolute_path)
@@ -55,6 +58,8 @@ def schema_problem(parameters: dict) -> Optional[str]:
 
     try:
         jsonschema.validators.validator_for(parameters).check_schema(parameters)
+    except RecursionError:
+        return "not a valid JSON schema: nested deeper than can be checked"
     except jsonschema.exceptions.SchemaError as exc:
         where = "/".join(str(part) for part in exc.absolute_path)
         return f"not a valid JSON schema: {where + ': ' if where else ''}{exc.message}"

@@ -107,7 +107,11 @@ async def _run_one(call_id: str, name: str, raw_arguments: str, state: _State, c
         return _error(f"the arguments for {name} were not a JSON object")
     tool = state.tools.get(name)
     if tool is not None:
-        problem = tool.argument_problem(arguments)
+        try:
+            problem = tool.argument_problem(arguments)
+        except Exception as exc:  # a schema the validator cannot apply (an unresolvable $ref, say)
+            ctx.log.error("tool_arguments_unchecked", tool=name, call_id=call_id, error=f"{type(exc).__name__}: {exc}")
+            return _error(f"the arguments for {name} could not be checked against its parameters")
         if problem:
             ctx.log.warning("tool_arguments_invalid", tool=name, call_id=call_id, problem=problem)
             return _error(f"the arguments for {name} do not match its parameters: {problem}")
