@@ -78,6 +78,11 @@ def text_turn(text: str) -> dict:
     }
 
 
+def call_output(call_id: str, output: str) -> dict:
+    item = {"type": "function_call_output", "call_id": call_id, "output": output}
+    return {"type": "conversation.item.create", "item": item}
+
+
 # -- a full spoken turn ------------------------------------------------------------------------
 
 
@@ -376,16 +381,7 @@ def test_tool_round_then_spoken_answer():
                 await conn.send({"type": "response.create"})
                 call = await recv_until(conn, "response.done", count=1)
                 done = call[-1]["response"]["output"][0]
-                await conn.send(
-                    {
-                        "type": "conversation.item.create",
-                        "item": {
-                            "type": "function_call_output",
-                            "call_id": done["call_id"],
-                            "output": "sunny, 21 degrees",
-                        },
-                    }
-                )
+                await conn.send(call_output(done["call_id"], "sunny, 21 degrees"))
                 await conn.send({"type": "response.create"})
                 answer = await recv_until(conn, "response.done")
                 return call, answer
@@ -458,11 +454,6 @@ CALL_SEQUENCE = [
     "response.function_call_arguments.done",
     "response.output_item.done",
 ]
-
-
-def call_output(call_id: str, output: str) -> dict:
-    item = {"type": "function_call_output", "call_id": call_id, "output": output}
-    return {"type": "conversation.item.create", "item": item}
 
 
 def test_parallel_function_calls_in_one_response_then_one_answer():

@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from session_script import NullLog
 
 from voicepipe.builtin import tools
 from voicepipe.cli import main as cli_main
@@ -73,14 +74,6 @@ def profile_with(tmp_path: Path, handlers: dict, *, timeout_s: float = 5, names=
                  + (f"  handlers:\n{bound}" if bound else ""))
 
 
-class FakeLog:
-    def __init__(self):
-        self.records: list[tuple[str, str, dict]] = []
-
-    def __getattr__(self, level):
-        return lambda event, **fields: self.records.append((level, event, fields))
-
-
 class FakeContext:
     """What the tools plugin uses of a session context."""
 
@@ -89,7 +82,7 @@ class FakeContext:
         self.stash: dict = {}
         self.sent: list[dict] = []
         self.tasks: list[asyncio.Task] = []
-        self.log = FakeLog()
+        self.log = NullLog()  # keeps (level, event, fields)
         self.hook = hook
 
     def send(self, event):

@@ -120,7 +120,7 @@ class EventParser:
                             break
                     else:
                         if plan.special.isdisjoint(payload):
-                            return self._flat(plan, payload)  # the parsed dict is the event's data
+                            return self._finish(plan, payload)  # the parsed dict is the event's data
             try:
                 return self._model(self._server_event, payload)
             except Exception:  # the SDK's own way, with its own errors (the payload is untouched)
@@ -185,9 +185,6 @@ class EventParser:
                 value = self._create_value(how, value)
             out[key] = value
         return self._finish(plan, out)
-
-    def _flat(self, plan: _Plan, data: dict) -> Any:
-        return self._finish(plan, data)
 
     def _finish(self, plan: _Plan, data: dict) -> Any:
         for name, field in plan.defaults:

@@ -128,7 +128,7 @@ def _provided_by_plugins(pm: Any) -> Optional[set[str]]:
     """The tool names plugins say they run; ``None`` when some plugin runs tools without saying which."""
     callers = {impl.plugin_name for impl in pm.hook.voicepipe_tool_call.get_hookimpls()}
     namers = {impl.plugin_name for impl in pm.hook.voicepipe_tools_provided.get_hookimpls()}
-    if callers - namers - {"tools"}:
+    if callers - namers:
         return None
     names: set[str] = set()
     for result in pm.hook.voicepipe_tools_provided():
