@@ -6,35 +6,44 @@
 
 When the user's words contain a keyword, it logs a warning, prints a line and appends a record to
 ``alerts.jsonl`` in the run folder.
+
+It is a class, so every session gets an instance of its own (``voicepipe serve`` runs many sessions
+in one process): settings and counts live on ``self``, never in module globals.
 """
 
 import json
 
-from voicepipe import hookimpl
+from voicepipe import SessionContext, hookimpl
 from voicepipe.errors import UsageError
 
-_keywords: list[str] = []
+
+class KeywordAlert:
+    def __init__(self, profile):
+        keywords = profile.section("keyword_alert").get("keywords", [])
+        if not isinstance(keywords, list) or not all(isinstance(k, str) and k.strip() for k in keywords):
+            raise UsageError(f"{profile.location('keyword_alert')}: keyword_alert.keywords: expected a list of words")
+        self.keywords = [k.lower() for k in keywords]
+        self.alerts = 0
+
+    @hookimpl
+    def voicepipe_event(self, event, ctx: SessionContext):
+        if event.get("type") != "conversation.item.input_audio_transcription.completed":
+            return
+        said = (event.get("transcript") or "").lower()
+        found = [k for k in self.keywords if k in said]
+        if not found:
+            return
+        self.alerts += 1
+        ctx.log.warning("keyword_alert", keywords=found, item_id=event.get("item_id"))
+        if ctx.transport is None:  # a served session has no terminal of its own
+            print(f"[keyword alert] {', '.join(found)}", flush=True)
+        with open(ctx.run_dir / "alerts.jsonl", "a", encoding="utf-8") as alerts:
+            alerts.write(json.dumps({"item_id": event.get("item_id"), "keywords": found, "transcript": said}) + "\n")
+
+    @hookimpl
+    def voicepipe_session_end(self, ctx: SessionContext):
+        if self.alerts:
+            ctx.log.info("keyword_alerts", count=self.alerts)
 
 
-@hookimpl
-def voicepipe_configure(profile):
-    global _keywords
-    settings = profile.section("keyword_alert")
-    keywords = settings.get("keywords", [])
-    if not isinstance(keywords, list) or not all(isinstance(k, str) and k.strip() for k in keywords):
-        raise UsageError(f"{profile.location('keyword_alert')}: keyword_alert.keywords: expected a list of words")
-    _keywords = [k.lower() for k in keywords]
-
-
-@hookimpl
-def voicepipe_event(event, ctx):
-    if event.get("type") != "conversation.item.input_audio_transcription.completed":
-        return
-    said = (event.get("transcript") or "").lower()
-    found = [k for k in _keywords if k in said]
-    if not found:
-        return
-    ctx.log.warning("keyword_alert", keywords=found, item_id=event.get("item_id"))
-    print(f"[keyword alert] {', '.join(found)}", flush=True)
-    with open(ctx.run_dir / "alerts.jsonl", "a", encoding="utf-8") as alerts:
-        alerts.write(json.dumps({"item_id": event.get("item_id"), "keywords": found, "transcript": said}) + "\n")
+plugin = KeywordAlert

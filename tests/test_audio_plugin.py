@@ -125,7 +125,7 @@ class Harness:
         audio_plugin.voicepipe_client_event(event, self.ctx)
         self.sent.append(dict(event))
 
-    def _backend(self, name, direction, options):
+    def _backend(self, name, direction, options, ctx=None):
         self.created.append((name, direction, dict(options)))
         given = self.backends.get(direction)
         if given is not None:

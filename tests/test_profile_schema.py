@@ -403,10 +403,11 @@ def test_disable_takes_builtin_names_only(tmp_path):
 
 def test_builtin_plugin_names_match_the_plugin_manager():
     from voicepipe.builtin.audio import BUILTIN_BACKENDS as AUDIO_BACKENDS
+    from voicepipe.builtin.audio import TRANSPORT_BACKENDS
     from voicepipe.plugins import BUILTINS
 
     assert set(BUILTIN_PLUGINS) == set(BUILTINS)
-    assert list(BUILTIN_BACKENDS) == list(AUDIO_BACKENDS)
+    assert list(BUILTIN_BACKENDS) == list(AUDIO_BACKENDS) + list(TRANSPORT_BACKENDS)
 
 
 def test_logging_levels_any_case(tmp_path):

@@ -9,4 +9,13 @@ __version__ = "0.1.0"
 
 hookimpl = pluggy.HookimplMarker("voicepipe")
 
-__all__ = ["hookimpl", "__version__"]
+__all__ = ["hookimpl", "SessionContext", "__version__"]
+
+
+def __getattr__(name: str):
+    # imported on first use, so that `import voicepipe` stays cheap
+    if name == "SessionContext":
+        from voicepipe.context import SessionContext
+
+        return SessionContext
+    raise AttributeError(f"module 'voicepipe' has no attribute {name!r}")

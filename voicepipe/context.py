@@ -29,6 +29,7 @@ class SessionContext:
         stop: Callable[[str], None],
         notify_playback: Callable[[Mapping[str, Any]], None] = lambda event: None,
         clock: Callable[[], float] = time.monotonic,
+        transport: Any = None,
     ):
         self.profile = profile
         self.run_dir = Path(run_dir)
@@ -37,6 +38,9 @@ class SessionContext:
         self.session: dict[str, Any] = {}
         self.stash: dict[str, Any] = {}
         self.now = clock
+        #: the caller's media connection under ``voicepipe serve`` (see :mod:`voicepipe.serve`);
+        #: ``None`` under ``voicepipe run``
+        self.transport = transport
         #: the pluggy hook relay, for plugins that call hooks themselves
         self.hook: Any = None
         self._send = send

@@ -13,7 +13,30 @@ profile's ``runtime.slow_hook_ms`` is logged with its plugin's name.
 Where a hook receives ``ctx`` it is the :class:`voicepipe.context.SessionContext` of the running
 session: ``ctx.send(event)``, ``ctx.spawn(coro)``, ``ctx.stop(reason)``, ``ctx.fail(message)``
 (end the session over something the user must fix: exit code 2), ``ctx.log``, ``ctx.profile``,
-``ctx.run_dir``, ``ctx.session_id``, ``ctx.session``, ``ctx.now()``.
+``ctx.run_dir``, ``ctx.session_id``, ``ctx.session``, ``ctx.now()``, ``ctx.stash`` (state plugins
+share with each other) and ``ctx.transport`` (the caller's connection under ``voicepipe serve``).
+
+**One session or many.** ``voicepipe serve`` runs many sessions in one process, each with a plugin
+manager of its own, so a plugin keeps its state per session in one of two forms:
+
+- *A class*: a module whose ``plugin`` attribute is a class (or an entry point naming a class) gets
+  a new instance for every session, registered in that session's manager only. ``__init__`` may
+  take ``profile`` (keyword) to read its settings, and may raise
+  :class:`voicepipe.errors.UsageError` for bad ones; hooks are methods::
+
+      class KeywordAlert:
+          def __init__(self, profile):
+              self.keywords = profile.section("keyword_alert").get("keywords", [])
+
+          @hookimpl
+          def voicepipe_event(self, event, ctx): ...
+
+      plugin = KeywordAlert
+
+- *A module*: hooks are module-level functions, and the module is shared by every session. It
+  must keep no state in module globals; what it needs per session it creates in
+  :func:`voicepipe_session_start` and keeps on ``ctx`` (``ctx.stash["my_plugin"] = ...``), as the
+  built-in plugins do. A module that holds no state at all works unchanged.
 """
 
 from __future__ import annotations
@@ -102,12 +125,13 @@ def voicepipe_playback(event: Mapping[str, Any], ctx: SessionContext) -> None:
 
 @hookspec(firstresult=True)
 def voicepipe_audio_backend(
-    name: str, direction: str, options: Mapping[str, Any]
+    name: str, direction: str, options: Mapping[str, Any], ctx: SessionContext
 ) -> AudioInput | AudioOutput | None:
     """Return an audio backend instance, or ``None`` to let another plugin answer.
 
     ``name`` is the ``backend:`` the profile names under ``audio.input`` or ``audio.output``,
-    ``direction`` is ``"input"`` or ``"output"``, ``options`` the rest of that profile section.
+    ``direction`` is ``"input"`` or ``"output"``, ``options`` the rest of that profile section,
+    ``ctx`` the session (a transport backend takes the caller's connection from ``ctx.transport``).
     The first non-``None`` answer wins. Must be synchronous (an ``async def`` implementation would
     always win). The contract the returned object must follow is in :mod:`voicepipe.audio.base`.
     """

@@ -6,7 +6,10 @@ Two sinks share one pipeline (structlog's ``ProcessorFormatter`` route):
   happens, DEBUG and up by default, tracebacks as dicts;
 * the console (stderr): a readable rendering, INFO and up by default, colours only on a terminal.
 
-Every line carries the session id and turn once :func:`bind_session` has set them. The Azure SDK
+Every line carries the session id and turn once :func:`bind_session` has set them. A process that
+serves many sessions (``voicepipe serve``) sets up the console only, with ``session_files=True``,
+and gives each session its own file with :func:`session_log_file`: a line goes to the file of the
+session whose task logged it. The Azure SDK
 (and ``msal``, ``aiohttp``, ``asyncio``) log through the standard library; their records pass the same
 processors and are capped at ``azure_level`` (WARNING by default: the SDK's DEBUG dumps every
 WebSocket frame, base64 audio included). Secrets are masked on every line of both sinks by
@@ -15,12 +18,13 @@ WebSocket frame, base64 audio included). Secrets are masked on every line of bot
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import logging
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional, TextIO
+from typing import Any, Iterator, Optional, TextIO
 
 import structlog
 
@@ -35,6 +39,10 @@ THIRD_PARTY_LOGGERS = ("azure", "msal", "aiohttp", "urllib3", "websockets", "asy
 # seen by every task created in between, since tasks copy the context but share the holder.
 _session_tags: contextvars.ContextVar[Optional[dict]] = contextvars.ContextVar("voicepipe_session", default=None)
 _handlers: list[logging.Handler] = []
+#: the run-folder log of the session running in this context (``voicepipe serve``)
+_session_file: contextvars.ContextVar[Optional[logging.Handler]] = contextvars.ContextVar(
+    "voicepipe_session_file", default=None
+)
 
 
 def configure_logging(
@@ -44,11 +52,14 @@ def configure_logging(
     file_level: str | int = "DEBUG",
     azure_level: str | int = "WARNING",
     console_stream: Optional[TextIO] = None,
+    session_files: bool = False,
 ) -> Any:
     """Set up logging for one run and return the ``voicepipe`` logger.
 
-    ``run_dir`` ``None`` logs to the console only. ``console_stream`` defaults to whatever
-    ``sys.stderr`` is when a line is written. Calling it again replaces the previous set-up.
+    ``run_dir`` ``None`` logs to the console only, plus, with ``session_files``, to the file of
+    whichever :func:`session_log_file` is open where a line is logged. ``console_stream``
+    defaults to whatever ``sys.stderr`` is when a line is written. Calling it again replaces the
+    previous set-up.
     """
     shutdown_logging(fallback=False)
     REDACTOR.refresh_env()
@@ -82,6 +93,10 @@ def configure_logging(
         file.setLevel(file_level_no)
         file.setFormatter(_json_formatter(shared))
         handlers.append(file)
+    if session_files:
+        router = _SessionFiles()
+        router.setLevel(file_level_no)
+        handlers.append(router)
 
     root = logging.getLogger()
     for handler in handlers:
@@ -94,6 +109,35 @@ def configure_logging(
 
     session_scope()
     return get_logger()
+
+
+class _SessionFiles(logging.Handler):
+    """Hands each record to the run-folder log of the session that logged it, if any."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        target = _session_file.get()
+        if target is not None:
+            target.handle(record)
+
+
+@contextlib.contextmanager
+def session_log_file(run_dir: Path, level: str | int = "DEBUG") -> Iterator[None]:
+    """Within this block (and the tasks it starts), lines also go to ``run_dir``'s log file.
+
+    For processes that run many sessions: set up with ``configure_logging(None,
+    session_files=True)``, then run each session inside its own block.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(run_dir / LOG_FILE_NAME, mode="a", encoding="utf-8")
+    handler.setLevel(_level(level, "file_level"))
+    handler.setFormatter(_json_formatter(_shared_processors()))
+    token = _session_file.set(handler)
+    try:
+        yield
+    finally:
+        _session_file.reset(token)
+        handler.close()
 
 
 def _masked(logger: Any, method_name: str, event_dict: dict) -> dict:

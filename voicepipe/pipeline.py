@@ -42,6 +42,7 @@ class Pipeline:
         send: Callable[[Mapping[str, Any]], None],
         stop: Callable[[str], None],
         clock: Callable[[], float] = time.monotonic,
+        transport: Any = None,
     ):
         runtime = profile.runtime
         self.pm = pm
@@ -49,7 +50,14 @@ class Pipeline:
         self.slow_hook_s = float(runtime.get("slow_hook_ms", DEFAULT_SLOW_HOOK_MS)) / 1000
         self.max_errors = int(runtime.get("max_plugin_errors", DEFAULT_MAX_PLUGIN_ERRORS))
         self.ctx = SessionContext(
-            profile, run_dir, log, send=send, stop=stop, notify_playback=self.notify_playback, clock=clock
+            profile,
+            run_dir,
+            log,
+            send=send,
+            stop=stop,
+            notify_playback=self.notify_playback,
+            clock=clock,
+            transport=transport,
         )
         self.ctx.hook = pm.hook
         self.errors: dict[str, int] = {}

@@ -4,6 +4,11 @@ Load order: the built-ins (less those the profile disables), installed plugins (
 ``voicepipe``; ``VOICEPIPE_DISABLE_PLUGIN_AUTOLOAD=1`` skips them), then the profile's ``plugins:``
 list. Every function named ``voicepipe_*`` in a plugin is taken as a hook implementation, marked or
 not, so that a misspelt hook name fails loudly instead of being silently dead.
+
+Every session has a plugin manager of its own. Loading (imports, files, entry points) happens once
+per profile, in a :class:`PluginSet`; :meth:`PluginSet.manager` then builds a session's manager: a
+module plugin is registered as it is (shared, so it must keep no state of its own), a class plugin
+is instantiated, so each session gets a fresh object (see :mod:`voicepipe.hookspecs`).
 """
 
 from __future__ import annotations
@@ -101,39 +106,85 @@ def _validation_problem(exc: pluggy.PluginValidationError) -> str:
 
 
 def _plugin_object(module: ModuleType) -> Any:
-    """A module may expose its hooks itself or through a ``plugin`` object."""
+    """A module may expose its hooks itself or through a ``plugin`` object (or class)."""
     return getattr(module, "plugin", module)
+
+
+@dataclass
+class PluginSet:
+    """The plugins a profile loads, imported once; :meth:`manager` makes a session's manager."""
+
+    profile: Optional[Profile]
+    #: ``(name, module or object or class, source)`` in registration order
+    entries: list[tuple[str, Any, str]] = field(default_factory=list)
+
+    def manager(self) -> VoicepipePluginManager:
+        """A new plugin manager: shared module plugins, and a new instance of each class plugin."""
+        pm = VoicepipePluginManager()
+        for name, plugin, source in self.entries:
+            pm.add(_instance(plugin, self.profile, source) if inspect.isclass(plugin) else plugin, name, source)
+        check_hooks(pm)
+        return pm
+
+
+def _instance(cls: type, profile: Optional[Profile], source: str) -> Any:
+    """A class plugin's object for one session: ``cls(profile=...)`` when it takes a profile."""
+    try:
+        takes_profile = "profile" in inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        takes_profile = False
+    try:
+        return cls(profile=profile) if takes_profile else cls()
+    except UsageError:
+        raise
+    except Exception as exc:
+        raise UsageError(f"{source}: {cls.__name__}() failed: {type(exc).__name__}: {exc}") from None
+
+
+def load_plugin_set(
+    profile: Optional[Profile] = None, *, autoload: Optional[bool] = None, without: Iterable[str] = ()
+) -> PluginSet:
+    """Import the plugins of ``profile`` (built-ins only when ``profile`` is ``None``);
+    ``without`` names built-ins to leave out on top of those the profile disables."""
+    plugins = PluginSet(profile)
+    taken: set[str] = set()
+
+    def add(name: str, plugin: Any, source: str) -> None:
+        if name in taken:
+            raise UsageError(f"{source}: plugin name {name!r} is already taken")
+        taken.add(name)
+        plugins.entries.append((name, plugin, source))
+
+    disabled = set(without) | (set(profile.disable) if profile is not None else set())
+    for name, module_name in BUILTINS.items():
+        if name in disabled:
+            continue
+        add(name, _plugin_object(importlib.import_module(module_name)), "built-in")
+    if autoload is None:
+        autoload = os.environ.get("VOICEPIPE_DISABLE_PLUGIN_AUTOLOAD", "") in ("", "0")
+    if autoload:
+        for name, plugin, source in _entry_point_plugins(taken):
+            add(name, plugin, source)
+    if profile is not None:
+        for index, spec in enumerate(profile.plugins):
+            folder = profile.dir_of("plugins", index) if hasattr(profile, "dir_of") else profile.base_dir
+            add(*load_plugin(spec, folder))
+    return plugins
 
 
 def make_plugin_manager(
     profile: Optional[Profile] = None, *, autoload: Optional[bool] = None, without: Iterable[str] = ()
 ) -> VoicepipePluginManager:
-    """Build the plugin manager for ``profile`` (built-ins only when ``profile`` is ``None``);
-    ``without`` names built-ins to leave out on top of those the profile disables."""
-    pm = VoicepipePluginManager()
-    disabled = set(without) | (set(profile.disable) if profile is not None else set())
-    for name, module_name in BUILTINS.items():
-        if name in disabled:
-            continue
-        pm.add(_plugin_object(importlib.import_module(module_name)), name, "built-in")
-    if autoload is None:
-        autoload = os.environ.get("VOICEPIPE_DISABLE_PLUGIN_AUTOLOAD", "") in ("", "0")
-    if autoload:
-        _load_entry_points(pm)
-    if profile is not None:
-        for index, spec in enumerate(profile.plugins):
-            folder = profile.dir_of("plugins", index) if hasattr(profile, "dir_of") else profile.base_dir
-            name, plugin, source = load_plugin(spec, folder)
-            pm.add(plugin, name, source)
-    check_hooks(pm)
-    return pm
+    """The plugin manager of one session of ``profile`` (see :func:`load_plugin_set`)."""
+    return load_plugin_set(profile, autoload=autoload, without=without).manager()
 
 
-def _load_entry_points(pm: VoicepipePluginManager) -> None:
+def _entry_point_plugins(taken: set[str]) -> list[tuple[str, Any, str]]:
     from importlib.metadata import entry_points
 
+    found = []
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
+        if ep.name in taken:
             continue
         dist = getattr(ep, "dist", None)
         source = f"entry point {dist.name} {dist.version}" if dist else f"entry point {ep.value}"
@@ -141,7 +192,9 @@ def _load_entry_points(pm: VoicepipePluginManager) -> None:
             loaded = ep.load()
         except Exception as exc:
             raise UsageError(f"installed plugin {ep.name!r} ({ep.value}) failed to import: {exc}") from None
-        pm.add(_plugin_object(loaded) if isinstance(loaded, ModuleType) else loaded, ep.name, source)
+        if all(ep.name != name for name, _, _ in found):
+            found.append((ep.name, _plugin_object(loaded) if isinstance(loaded, ModuleType) else loaded, source))
+    return found
 
 
 def plugin_name(spec: str) -> str:

@@ -67,6 +67,7 @@ class SessionRunner:
         duration: Optional[float] = None,
         handle_signals: bool = False,
         watch_stdin: bool = False,
+        transport: Any = None,
     ):
         self.profile = profile
         self.log = log
@@ -74,7 +75,9 @@ class SessionRunner:
         self.handle_signals = handle_signals
         self.watch_stdin = watch_stdin
         self.policy = ReconnectPolicy.from_profile(profile)
-        self.pipeline = Pipeline(profile, pm, run_dir, log, send=self._enqueue, stop=self.request_stop)
+        self.pipeline = Pipeline(
+            profile, pm, run_dir, log, send=self._enqueue, stop=self.request_stop, transport=transport
+        )
         self.ctx = self.pipeline.ctx
         self.stop_reason: Optional[str] = None
         self.close_code: Optional[int] = None

@@ -65,6 +65,8 @@ from voicepipe.pipeline import event_fields
 
 STASH_KEY = "audio"
 BUILTIN_BACKENDS = ("pyaudio", "sounddevice", "wav", "null")
+#: backends that are a caller's connection, given to the session by ``voicepipe serve``
+TRANSPORT_BACKENDS = ("web", "acs", "twilio")
 NULL_BACKEND_NAMES = {None, "", "none", "off", "null"}  # YAML `backend: null` arrives as None
 DEFAULT_CHUNK_MS = 20
 DEFAULT_ANSWER_TIMEOUT_S = 15.0
@@ -82,10 +84,13 @@ _SETTINGS_KEYS = ("chunk_ms", "truncate", "echo_reference", "input", "output")
 
 
 @voicepipe.hookimpl
-def voicepipe_audio_backend(name: str, direction: str, options: Mapping[str, Any]) -> Any:
-    """The built-in backends: ``pyaudio``, ``sounddevice``, ``wav``, ``null``."""
+def voicepipe_audio_backend(name: str, direction: str, options: Mapping[str, Any], ctx: Any = None) -> Any:
+    """The built-in backends: ``pyaudio``, ``sounddevice``, ``wav``, ``null``, and the callers'
+    transports under ``voicepipe serve`` (``web``, ``acs``, ``twilio``)."""
     key = "null" if name in NULL_BACKEND_NAMES else str(name).lower()
     is_input = direction == "input"
+    if key in TRANSPORT_BACKENDS:
+        return _transport_backend(key, direction, getattr(ctx, "transport", None))
     if key == "null":
         from voicepipe.audio.null import NullInput, NullOutput
 
@@ -103,6 +108,16 @@ def voicepipe_audio_backend(name: str, direction: str, options: Mapping[str, Any
 
         return SoundDeviceInput(options) if is_input else SoundDeviceOutput(options)
     return None
+
+
+def _transport_backend(kind: str, direction: str, transport: Any) -> Any:
+    """The caller's side of the session: the transport's input or output."""
+    if transport is None:
+        raise UsageError(
+            f"audio.{direction}.backend: {kind!r} is a caller's connection, which only `voicepipe serve` "
+            "provides; serve this profile, or choose pyaudio, sounddevice, wav or null to run it here"
+        )
+    return transport.input if direction == "input" else transport.output
 
 
 # -- settings ---------------------------------------------------------------------------------------
@@ -313,9 +328,9 @@ class AudioSession:
         hook = getattr(self.ctx, "hook", None)
         relay = getattr(hook, "voicepipe_audio_backend", None)
         if relay is not None:
-            backend = relay(name=name, direction=direction, options=options)
+            backend = relay(name=name, direction=direction, options=options, ctx=self.ctx)
         else:
-            backend = voicepipe_audio_backend(name, direction, options)
+            backend = voicepipe_audio_backend(name, direction, options, self.ctx)
         if backend is None:
             raise UsageError(
                 f"audio.{direction}.backend: unknown backend {name!r} "

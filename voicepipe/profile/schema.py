@@ -63,7 +63,7 @@ LOG_LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR"]
 #: built-in plugins (voicepipe.plugins.BUILTINS), the names ``disable:`` takes
 BUILTIN_PLUGINS = ["audio", "console", "transcript", "recorder", "metrics", "tools"]
 #: built-in audio backends, and the names that mean "no audio" (voicepipe.builtin.audio)
-BUILTIN_BACKENDS = ["pyaudio", "sounddevice", "wav", "null"]
+BUILTIN_BACKENDS = ["pyaudio", "sounddevice", "wav", "null", "web", "acs", "twilio"]
 NULL_BACKEND_NAMES = {"", "none", "off", "null"}
 
 API_KEY_ENV = "AZURE_VOICELIVE_API_KEY"
@@ -439,6 +439,8 @@ BACKEND_OPTIONS: dict[str, dict[str, dict[str, Spec]]] = {
 }
 for _direction in BACKEND_OPTIONS.values():
     _direction["sounddevice"] = _direction["pyaudio"]
+    for _transport in ("web", "acs", "twilio"):  # a caller's connection under `voicepipe serve`
+        _direction[_transport] = {"answer_timeout_s": _ANSWER_TIMEOUT} if _direction is BACKEND_OPTIONS["input"] else {}
 _REQUIRED_OPTIONS = {"wav": ("file",)}
 
 
