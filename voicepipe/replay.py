@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 EVENTS_FILE = "events.jsonl"
 #: stop reasons that end a replay with exit code 0
-CLEAN_REASONS = {"replay_finished", "user", "duration", "input_finished", "server_closed"}
+CLEAN_REASONS = {"replay_finished", "user", "duration", "input_finished", "server_closed", "caller_hung_up", "server_draining"}
 _DIRECTIONS = {"received": "server", "sent": "client"}
 #: the most values one recorded event may hold, and how deeply nested (real ones: hundreds, and 6)
 MAX_EVENT_VALUES = 100_000

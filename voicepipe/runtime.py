@@ -38,7 +38,7 @@ DEFAULT_SESSION_TIMEOUT_S = 15.0
 DEFAULT_INPUT_RATE = 24000
 _CLOSE = object()
 #: stop reasons that end the process with exit code 0
-CLEAN_REASONS = {"user", "duration", "input_finished", "server_closed", "replay_finished"}
+CLEAN_REASONS = {"user", "duration", "input_finished", "server_closed", "replay_finished", "caller_hung_up", "server_draining"}
 
 
 class _Link:

@@ -1,0 +1,90 @@
+"""The HTTP side of ``voicepipe serve``: the served profiles and the routes that reach them.
+
+Each profile is served at ``/<name>/`` (its name, from the file name unless ``logging.run_name``
+says otherwise); the transports it accepts add their routes there (the browser page and its media
+WebSocket for ``web``). ``/healthz`` and ``/readyz`` answer for the process.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from pathlib import Path
+from typing import Sequence
+
+from aiohttp import web
+
+from voicepipe.errors import UsageError
+from voicepipe.serve.guard import Guard
+from voicepipe.serve.host import DEFAULT_MAX_SESSIONS, ServedProfile, SessionHost
+
+#: transport name -> the module whose ``add_routes(app, served, host, guard)`` serves it
+TRANSPORT_ROUTES = {"web": "voicepipe.serve.browser"}
+#: what a profile whose audio is a device or a file is served to
+DEFAULT_TRANSPORTS = frozenset({"web"})
+_ROUTE_NAME = re.compile(r"[^a-z0-9-]+")
+
+HOST_KEY = web.AppKey("host", SessionHost)
+GUARD_KEY = web.AppKey("guard", Guard)
+
+
+def load_served(paths: Sequence[str], overrides: Sequence[str] = ()) -> list[ServedProfile]:
+    """Load, validate and import the plugins of every profile to serve; a problem in any of them
+    is a usage error before the server listens."""
+    from voicepipe.builtin.audio import TRANSPORT_BACKENDS
+    from voicepipe.plugins import configure_plugins, load_plugin_set
+    from voicepipe.profile import load_profile
+
+    served: dict[str, ServedProfile] = {}
+    for path in paths:
+        profile = load_profile(path, overrides)
+        plugins = load_plugin_set(profile, without=("console",))  # callers are not at this terminal
+        configure_plugins(plugins.manager(), profile)
+        audio = profile.audio or {}
+        named = {
+            str((audio.get(direction) or {}).get("backend") or "").lower()
+            for direction in ("input", "output")
+            if isinstance(audio.get(direction), dict)
+        }
+        transports = frozenset(named & set(TRANSPORT_BACKENDS)) or DEFAULT_TRANSPORTS
+        name = _ROUTE_NAME.sub("-", profile.name.lower()).strip("-") or "profile"
+        if name in served:
+            raise UsageError(f"{path}: another profile is already served at /{name}/ (rename one of the files)")
+        settings = profile.section("serve") or {}
+        served[name] = ServedProfile(
+            name, profile, plugins, transports, max_sessions=int(settings.get("max_sessions", DEFAULT_MAX_SESSIONS))
+        )
+    return list(served.values())
+
+
+def build_app(host: SessionHost, guard: Guard) -> web.Application:
+    """The application: health routes, then each profile's transport routes."""
+    app = web.Application()
+    app[HOST_KEY] = host
+    app[GUARD_KEY] = guard
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    for served in host.profiles.values():
+        for transport in sorted(served.transports):
+            module = TRANSPORT_ROUTES.get(transport)
+            if module is None:
+                raise UsageError(f"profile {served.name}: the {transport!r} transport is not available in this version")
+            importlib.import_module(module).add_routes(app, served, host, guard)
+    return app
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    host = request.app[HOST_KEY]
+    if host.ready:
+        return web.json_response({"status": "ready", "sessions": len(host.sessions)})
+    why = "draining" if not host.accepting else "at capacity"
+    return web.json_response({"status": why, "sessions": len(host.sessions)}, status=503)
+
+
+def static_dir() -> Path:
+    """The browser page's files, shipped in the package."""
+    return Path(__file__).with_name("static")
