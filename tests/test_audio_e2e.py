@@ -161,7 +161,7 @@ def test_barge_in_truncates_where_playback_stopped(voicepipe_run, tmp_path, auto
     # when the user speaks (the service cancels it) and the output never waits for audio
     profile = write_profile(tmp_path, input_file=input_file, realtime_input=True, speed=2, turns=turns,
                             turn_detection=detection)
-    result = voicepipe_run(profile)
+    result = voicepipe_run(profile, realtime=True)  # barge-in timing needs real pacing
 
     assert result.exit_code == 0 and result.reason == "input_finished"
     assert "error" not in result.server_types()

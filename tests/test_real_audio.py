@@ -288,7 +288,7 @@ def test_a_session_through_speaker_and_microphone_interrupts_itself(backend, voi
             """
         )
     )
-    result = voicepipe_run(profile, plugins=[Greeter()], duration=4.0)
+    result = voicepipe_run(profile, plugins=[Greeter()], duration=4.0, realtime=True)
 
     assert result.exit_code == 0 and result.reason == "duration"
     assert "error" not in result.server_types()

@@ -13,7 +13,8 @@ DESCRIPTION = """\
 Run Azure AI Voice Live sessions described by YAML profiles, through plugins.
 
 examples:
-  voicepipe run profiles/demo.yaml             offline demo: local emulator, WAV in and out
+  voicepipe init my-agent                      a starter project: profile, plugin and its test
+  voicepipe run builtin:demo.yaml              offline demo: local emulator, WAV in and out
   voicepipe run profiles/ava.yaml              microphone and speakers against Azure
   voicepipe run profiles/ava.yaml --set session.voice.name=en-US-Emma:DragonHDLatestNeural
   voicepipe validate profiles/*.yaml           check profiles without connecting
@@ -66,6 +67,22 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--speed", type=float, default=1.0, help="audio pacing: 1 real time, N times faster, 0 unpaced")
     emulator.add_argument("--api-key-env", metavar="VAR", help="accept only the key held in this environment variable")
 
+    profiles = commands.add_parser(
+        "profiles", help="list the profiles shipped with voicepipe (use them as builtin:NAME)",
+        description="The profiles shipped with voicepipe. Run one (voicepipe run builtin:demo.yaml) or "
+        "start your own from it (extends: builtin:ava.yaml).",
+    )
+    profiles.add_argument("--path", action="store_true", help="print the folder they are in")
+
+    init = commands.add_parser(
+        "init", help="write a starter project: a profile, an example plugin with its test, .env.example",
+        description="Write a starter project into DIR (default: the current folder): profiles/my-agent.yaml "
+        "(offline, against the local emulator), plugins/keyword_alert.py with tests/test_keyword_alert.py, "
+        ".env.example and profile.schema.json for editor completion. Existing files are left alone unless --force.",
+    )
+    init.add_argument("folder", nargs="?", default=".", metavar="DIR")
+    init.add_argument("--force", action="store_true", help="overwrite files that are already there")
+
     devices = commands.add_parser("devices", help="list audio input and output devices")
     devices.add_argument("--backend", choices=["pyaudio", "sounddevice"], help="only this backend")
 
@@ -86,6 +103,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     handler = globals()[f"cmd_{args.command}"]
     try:
+        if args.command not in ("init", "profiles", "devices"):
+            _read_dotenv()
         return handler(args)
     except ProfileError as exc:
         for problem in exc.problems:
@@ -101,6 +120,30 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # the reader went away (`voicepipe show ... | head`); keep the interpreter's final flush quiet
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+
+
+def _read_dotenv() -> None:
+    """Variables from ``.env`` in the working directory, as the SDK samples read them: set only
+    where the environment has no value of its own; the names are said, never the values."""
+    from pathlib import Path
+
+    path = Path(".env")
+    if not path.is_file():
+        return
+    from dotenv import dotenv_values
+
+    try:
+        values = dotenv_values(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"voicepipe: .env not read: {exc}", file=sys.stderr)
+        return
+    taken = []
+    for name, value in values.items():
+        if value is not None and name not in os.environ:
+            os.environ[name] = value
+            taken.append(name)
+    if taken:
+        print(f"voicepipe: from .env: {', '.join(sorted(taken))}", file=sys.stderr)
 
 
 def _redact(text: str) -> str:
@@ -210,6 +253,34 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         if not api_key:
             raise UsageError(f"--api-key-env: environment variable {args.api_key_env} is not set")
     return serve(args.host, args.port, args.scenario, api_key, args.speed)
+
+
+def cmd_profiles(args: argparse.Namespace) -> int:
+    from voicepipe import shipped
+
+    if args.path:
+        print(shipped.root() / "profiles")
+        return 0
+    names = shipped.list_profiles()
+    width = max(len(name) for name in names)
+    for name in names:
+        print(f"builtin:{name:<{width}}  {shipped.describe(name)}")
+    return 0
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from voicepipe import shipped
+
+    folder = Path(args.folder)
+    written = shipped.init_project(folder, force=args.force)
+    for path in written:
+        print(f"wrote {path}")
+    where = "" if folder.resolve() == Path.cwd() else f"cd {args.folder} && "
+    print(f"\nnext: {where}voicepipe run profiles/my-agent.yaml      (offline: the local emulator answers)")
+    print("      pytest tests/                          (the plugin's test)")
+    return 0
 
 
 def cmd_devices(args: argparse.Namespace) -> int:

@@ -79,9 +79,10 @@ def resolve_target(profile: Profile, environ: Optional[dict] = None) -> Target:
                 f"{where}: connection.endpoint: {endpoint!r} is not a URL "
                 "(expected https://<resource>.services.ai.azure.com/ or 'emulator')"
             )
-    default_auth = "api-key" if (env.get(API_KEY_ENV) or endpoint == EMULATOR) else "entra"
+    local = endpoint == EMULATOR or is_loopback(endpoint)  # an emulator: there is no one to sign in to
+    default_auth = "api-key" if (env.get(API_KEY_ENV) or local) else "entra"
     auth = conn.get("auth", default_auth)
-    if auth == "api-key" and endpoint != EMULATOR and not env.get(API_KEY_ENV):
+    if auth == "api-key" and not local and not env.get(API_KEY_ENV):
         raise UsageError(
             f"{profile.location('connection')}: auth is api-key but {API_KEY_ENV} is not set "
             "(export it, or use auth: entra after `az login`)"
@@ -98,6 +99,19 @@ def resolve_target(profile: Profile, environ: Optional[dict] = None) -> Target:
         connect_timeout_s=float(conn.get("connect_timeout_s", DEFAULT_CONNECT_TIMEOUT_S)),
         emulator=dict(conn.get("emulator") or {}),
     )
+
+
+def is_loopback(endpoint: str) -> bool:
+    """Whether a URL endpoint is on this machine (a local emulator, most likely)."""
+    import ipaddress
+
+    host = (urlsplit(endpoint).hostname or "").strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @contextlib.asynccontextmanager

@@ -3,10 +3,14 @@
 Fixtures:
 
 ``voicepipe_run``
-    ``voicepipe_run(profile, overrides=(), plugins=(), scenario=None, duration=None)`` runs a
-    profile end to end against the embedded emulator and returns a :class:`RunResult`: the exit
-    code, the run folder, and every server event, client event and playback milestone the plugins
-    saw, in order.
+    ``voicepipe_run(profile, overrides=(), plugins=(), scenario=None, duration=None,
+    realtime=False)`` runs a profile end to end against the embedded emulator and returns a
+    :class:`RunResult`: the exit code, the run folder, and every server event, client event and
+    playback milestone the plugins saw, in order. By default the session runs as fast as it can:
+    the emulator answers unpaced (``connection.emulator.speed=0``) and WAV or null audio is read
+    and played on a virtual clock (``audio.input.realtime=false``, ``audio.output.realtime=false``),
+    so a test takes a second, not the length of the conversation; ``realtime=True`` keeps the
+    profile's own pacing (for timing-sensitive checks such as barge-in). Overrides you pass win.
 
 ``voicelive_emulator``
     A running :class:`voicepipe.emulator.Emulator` on a free loopback port (its own thread), for
@@ -73,6 +77,7 @@ def run_profile(
     scenario: Optional[str | Path] = None,
     duration: Optional[float] = 60.0,
     emulator: bool = True,
+    realtime: bool = False,
 ) -> RunResult:
     """Run ``profile`` (against the embedded emulator unless ``emulator=False``) and report."""
     from voicepipe.logsetup import configure_logging, shutdown_logging
@@ -85,6 +90,8 @@ def run_profile(
         extra.append("connection.endpoint=emulator")
     if scenario is not None:
         extra.append(f"connection.emulator.scenario={Path(scenario).resolve()}")
+    if emulator and not realtime:
+        extra = _fast_pacing(load_profile(profile, extra)) + extra
     loaded = load_profile(profile, extra)
     pm = make_plugin_manager(loaded, autoload=False)
     result = RunResult(exit_code=-1, run_dir=Path(run_dir), reason=None)
@@ -101,6 +108,22 @@ def run_profile(
         result.reason = runner.stop_reason
         shutdown_logging()
     return result
+
+
+#: the backends whose pacing a test may switch off (null input stays paced: it never ends)
+_UNPACED = {"input": {"wav"}, "output": {None, "wav", "null", "none", "off", ""}}
+
+
+def _fast_pacing(profile: Any) -> list[str]:
+    """Overrides that run ``profile`` unpaced: the emulator answers at once, a WAV input is read
+    as fast as the session takes it, WAV and null output play on a virtual clock."""
+    fast = ["connection.emulator.speed=0"]
+    for direction in ("input", "output"):
+        section = (profile.audio or {}).get(direction)
+        backend = section.get("backend") if isinstance(section, dict) else section
+        if backend in _UNPACED[direction]:
+            fast.append(f"audio.{direction}.realtime=false")
+    return fast
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
+from voicepipe import shipped
 from voicepipe.errors import ProfileError, UsageError
 from voicepipe.profile.interpolate import interpolate
 from voicepipe.profile.merge import apply_overrides, is_special_file, load_tree
@@ -26,7 +27,7 @@ def load_profile(path: str | os.PathLike, overrides: Sequence[str] = (), *,
     :class:`ProfileError`, each as ``file:line:col: key.path: problem (hint)``.
     """
     display = os.fspath(path)
-    real = Path(display)
+    real = shipped.profile_path(display) if shipped.is_builtin(display) else Path(display)
     text = _read(display, real)
     problems = Problems()
     env = os.environ if environ is None else environ

@@ -16,6 +16,8 @@ from typing import Mapping, Optional, Sequence
 
 import yaml
 
+from voicepipe import shipped
+from voicepipe.errors import UsageError
 from voicepipe.profile.interpolate import interpolate
 from voicepipe.profile.nodes import KeyPath, Loc, Node, Problems, from_plain, show, to_plain
 from voicepipe.profile.schema import is_secret_key, known_keys, profile_spec, spec_at
@@ -92,7 +94,13 @@ def _load_parent(item: Node, path: KeyPath, display: str, real: Path, environ: M
     name = item.value.strip()
     parent_display = name if os.path.isabs(name) else os.path.normpath(os.path.join(os.path.dirname(display), name))
     try:
-        parent_real = (real.parent / name).resolve()
+        if shipped.is_builtin(name):
+            parent_display, parent_real = name, shipped.profile_path(name).resolve()
+        else:
+            parent_real = (real.parent / name).resolve()
+    except UsageError as exc:
+        problems.add(item.loc, path, str(exc))
+        return None
     except (ValueError, OSError, RuntimeError) as exc:  # a NUL in the name, a symlink loop
         problems.add(item.loc, path, f"cannot read {parent_display!r} ({exc})")
         return None

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
+from voicepipe import shipped
 from voicepipe.profile.nodes import Loc
 
 
@@ -20,8 +21,8 @@ class Profile:
     def __init__(self, path: str | os.PathLike, data: Optional[dict] = None, *, warnings: Sequence[str] = (),
                  locations: Optional[Mapping[tuple, Loc]] = None):
         self.path = Path(path)
-        self.name = self.path.stem
-        self.base_dir = self.path.parent
+        self.name = self.path.stem.removeprefix(shipped.PREFIX)
+        self.base_dir = _folder_of(str(path)) if shipped.is_builtin(str(path)) else self.path.parent
         self.data: dict = dict(data or {})
         self.warnings: list[str] = list(warnings)
         self._locations: dict[tuple, Loc] = dict(locations or {})
@@ -79,7 +80,7 @@ class Profile:
         while path:
             loc = self._locations.get(path)
             if loc is not None:
-                return Path.cwd() if loc.override else Path(os.path.abspath(loc.file)).parent
+                return Path.cwd() if loc.override else _folder_of(loc.file)
             path = path[:-1]
         return self.base_dir
 
@@ -93,3 +94,10 @@ class Profile:
                 return str(loc)
             path = path[:-1]
         return str(self.path)
+
+
+def _folder_of(file: str) -> Path:
+    """The folder of a profile file as loaded (``builtin:NAME`` is a shipped profile)."""
+    if shipped.is_builtin(file):
+        return shipped.root() / "profiles"
+    return Path(os.path.abspath(file)).parent
