@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 QUEUE_HIGH = 64  # a streaming response waits while more events than this are unsent
 MIN_COMMIT_MS = 100.0
+COMPLETE_FRACTION = 0.75  # of a turn's words' length in our voice: the utterance counts as said
 
 
 @dataclass
@@ -388,7 +389,11 @@ class Connection:
         turn = self._peek_turn()
         if turn is None or not turn.user:
             return silence
-        partial = cached_speech(turn.user, self._input_rate).transcript_until(spoken_ms)
+        speech = cached_speech(turn.user, self._input_rate)
+        voiced_ms = speech.ends_ms[-1] if speech.ends_ms else speech.duration_ms
+        if spoken_ms >= COMPLETE_FRACTION * voiced_ms:
+            return silence  # about all of it was said (real voices are faster or slower than ours)
+        partial = speech.transcript_until(spoken_ms)
         if partial.rstrip().endswith((".", "!", "?")) or partial == turn.user:
             return silence
         eou = detection.get("end_of_utterance_detection") or {}
