@@ -339,7 +339,8 @@ def test_response_cancel_without_and_with_an_active_response():
                 await conn.send(text_turn("Tell me a story."))
                 await conn.send({"type": "response.create"})
                 await recv_until(conn, "response.audio.delta")
-                await conn.send({"type": "response.create", "event_id": "again"})
+                again = {"type": "response.create", "event_id": "again", "response": {"cancel_previous": False}}
+                await conn.send(again)
                 busy = await recv_until(conn, "error")
                 await conn.send({"type": "response.cancel"})
                 done = await recv_until(conn, "response.done")

@@ -70,3 +70,11 @@ def test_bad_scenario_is_one_clear_line(tmp_path: Path):
     assert process.returncode == 2
     assert f"{bad}:2: turns[0].usr: unknown key (did you mean 'user'?)" in err
     assert "Traceback" not in err
+
+
+def test_a_negative_burst_is_one_clear_line():
+    process = start("--burst-ms", "-5")
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 2
+    assert "emulator burst_ms: expected 0 or a positive number, got -5.0" in err
+    assert "Traceback" not in err

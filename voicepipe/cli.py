@@ -64,7 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     emulator.add_argument("--port", type=int, default=8765, help="port (default 8765; 0 picks a free one)")
     emulator.add_argument("--scenario", metavar="FILE", help="YAML scenario: turns, tool calls, faults")
-    emulator.add_argument("--speed", type=float, default=1.0, help="audio pacing: 1 real time, N times faster, 0 unpaced")
+    emulator.add_argument(
+        "--speed",
+        type=float,
+        help="audio pacing: 1 real time, N times faster, 0 unpaced (default: like the service, a burst then 4x)",
+    )
+    emulator.add_argument("--burst-ms", type=float, help="audio sent at once when an answer starts, then --speed")
     emulator.add_argument("--api-key-env", metavar="VAR", help="accept only the key held in this environment variable")
 
     profiles = commands.add_parser(
@@ -252,7 +257,7 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         api_key = os.environ.get(args.api_key_env)
         if not api_key:
             raise UsageError(f"--api-key-env: environment variable {args.api_key_env} is not set")
-    return serve(args.host, args.port, args.scenario, api_key, args.speed)
+    return serve(args.host, args.port, args.scenario, api_key, args.speed, args.burst_ms)
 
 
 def cmd_profiles(args: argparse.Namespace) -> int:

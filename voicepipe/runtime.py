@@ -419,7 +419,7 @@ class SessionRunner:
         scenario = target.emulator.get("scenario")
         if scenario is not None:
             scenario = str(self.profile.dir_of("connection", "emulator", "scenario") / scenario)
-        emulator = Emulator(scenario, speed=float(target.emulator.get("speed", 1.0)))
+        emulator = Emulator(scenario, speed=target.emulator.get("speed"), burst_ms=target.emulator.get("burst_ms"))
         async with emulator:
             yield emulator.url
 

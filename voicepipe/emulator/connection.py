@@ -35,17 +35,19 @@ from voicepipe.emulator.events import (
 )
 from voicepipe.emulator.faults import FaultPlan
 from voicepipe.emulator.formats import bytes_per_sample, decode_input, input_rate
+from voicepipe.emulator.pacing import Pacing
 from voicepipe.emulator.record import ConnectionRecord
 from voicepipe.emulator.responses import PlannedCall, Response, ResponsePlan
-from voicepipe.emulator.scenario import Fault, Scenario, Turn, answer_text
+from voicepipe.emulator.scenario import Fault, Scenario, ToolCall, Turn, answer_text
 from voicepipe.emulator.session import apply_session_update, check_response_params
 from voicepipe.emulator.vad import EnergyVad
-from voicepipe.emulator.voice import SpokenText, cached_spoken, spoken
+from voicepipe.emulator.voice import SpokenText, cached_speech, cached_spoken, spoken
 
 log = logging.getLogger(__name__)
 
 QUEUE_HIGH = 64  # a streaming response waits while more events than this are unsent
 MIN_COMMIT_MS = 100.0
+COMPLETE_FRACTION = 0.75  # of a turn's words' length in our voice: the utterance counts as said
 
 
 @dataclass
@@ -78,7 +80,7 @@ class Connection:
         ws,
         record: ConnectionRecord,
         scenario: Scenario,
-        speed: float,
+        pacing: Pacing,
         faults: FaultPlan,
         model: Optional[str],
         agent: Optional[dict] = None,
@@ -86,13 +88,14 @@ class Connection:
         self.ws = ws
         self.record = record
         self.scenario = scenario
-        self.speed = max(0.0, float(speed))
+        self.pacing = pacing
         self.faults = faults
         self.session = defaults.initial_session(model, agent)
         record.session = self.session
         self.conversation_id = defaults.new_id("conv")
         self.conversation = Conversation()
-        self.response: Optional[Response] = None
+        self.response: Optional[Response] = None  # the conversation's response in progress
+        self._side: set[Response] = set()  # out-of-band responses in progress
         self._turn_index = 0
         self._buffer = _Buffer()
         self._speech: Optional[_Speech] = None
@@ -140,9 +143,7 @@ class Connection:
         finally:
             self._reader.cancel()
             self._closing = True
-            if self.response is not None:
-                self.response.abandon()
-                self.response = None
+            self._abandon_responses()
             self._queue.put_nowait(_CLOSE)
             try:
                 await asyncio.wait_for(writer, 5)
@@ -176,9 +177,7 @@ class Connection:
         self._closed_by_server = asyncio.Event()
         self.record.close_code = code
         self._closing = True
-        if self.response is not None:
-            self.response.abandon()
-            self.response = None
+        self._abandon_responses()
         try:
             if self._reader is not None and not self._reader.done():
                 self._reader.cancel()
@@ -188,6 +187,13 @@ class Connection:
             log.debug("closing connection #%s failed", self.record.number, exc_info=True)
         finally:
             self._closed_by_server.set()
+
+    def _abandon_responses(self) -> None:
+        for response in [self.response, *self._side]:
+            if response is not None:
+                response.abandon()
+        self.response = None
+        self._side.clear()
 
     async def _write(self) -> None:
         while True:
@@ -258,17 +264,21 @@ class Connection:
             self._drained.clear()
             await self._drained.wait()
 
+    async def think(self, ms: float) -> None:
+        """The thinking time before an answer (``ms`` of conversation time)."""
+        await asyncio.sleep(self.pacing.latency_s(ms))
+
     async def pace(self, ms: float) -> None:
-        """Sleep ``ms`` divided by the speed (just yield at speed 0)."""
-        await asyncio.sleep(ms / 1000.0 / self.speed if self.speed > 0 else 0)
+        """The gap between two text or argument deltas ``ms`` apart at real time."""
+        await asyncio.sleep(self.pacing.step_s(ms))
 
     async def pace_until(self, started: float, ms: float) -> None:
-        """Sleep until ``ms`` (of audio, divided by the speed) after ``started``."""
-        if self.speed <= 0:
+        """Sleep until the audio starting at ``ms`` is due (see :class:`~.pacing.Pacing`)."""
+        due = self.pacing.audio_due_s(ms)
+        if due <= 0:
             await asyncio.sleep(0)
             return
-        delay = started + ms / 1000.0 / self.speed - asyncio.get_running_loop().time()
-        await asyncio.sleep(max(0.0, delay))
+        await asyncio.sleep(max(0.0, started + due - asyncio.get_running_loop().time()))
 
     async def speech_for(self, text: str, fmt: str) -> SpokenText:
         """The answer's audio: from the cache, or synthesized off the event loop the first time."""
@@ -305,6 +315,7 @@ class Connection:
     def response_finished(self, response: Response) -> None:
         if self.response is response:
             self.response = None
+        self._side.discard(response)
 
     # -- client events -----------------------------------------------------------------------
 
@@ -356,6 +367,7 @@ class Connection:
         if detection is None:
             self._vad = EnergyVad(self._input_rate, timeline_ms=timeline)
             return
+        semantic = detection.get("type", "").startswith("azure_semantic_vad")
         self._vad = EnergyVad(
             self._input_rate,
             threshold=detection.get("threshold", 0.5),
@@ -363,8 +375,32 @@ class Connection:
             silence_duration_ms=detection.get("silence_duration_ms") or 500,
             speech_duration_ms=detection.get("speech_duration_ms"),
             timeline_ms=timeline,
+            end_hold=self._end_of_utterance_hold if semantic and detection.get("end_of_utterance_detection") else None,
         )
         self._speech = None
+
+    def _end_of_utterance_hold(self, spoken_ms: int) -> float:
+        """The silence that ends an utterance under semantic end-of-utterance detection (an
+        approximation): the silence duration when the words said so far end a sentence, else the
+        detector's timeout. The words are the next scenario turn's, as far as the synthesized voice
+        says them in ``spoken_ms``; without a scenario turn, the silence duration."""
+        detection = self.session.get("turn_detection") or {}
+        silence = detection.get("silence_duration_ms") or 500
+        turn = self._peek_turn()
+        if turn is None or not turn.user:
+            return silence
+        speech = cached_speech(turn.user, self._input_rate)
+        voiced_ms = speech.ends_ms[-1] if speech.ends_ms else speech.duration_ms
+        if spoken_ms >= COMPLETE_FRACTION * voiced_ms:
+            return silence  # about all of it was said (real voices are faster or slower than ours)
+        partial = speech.transcript_until(spoken_ms)
+        if partial.rstrip().endswith((".", "!", "?")) or partial == turn.user:
+            return silence
+        eou = detection.get("end_of_utterance_detection") or {}
+        timeout_ms = eou.get("timeout_ms")
+        if eou.get("timeout") is not None:
+            timeout_ms = float(eou["timeout"]) * 1000.0  # seconds in the SDK's EouDetection
+        return max(silence, timeout_ms or defaults.EOU_FIELDS["timeout_ms"])
 
     @property
     def _input_rate(self) -> int:
@@ -411,11 +447,16 @@ class Connection:
             self._auto_truncate(detection.get("appended_text_after_truncation"))
 
     def _auto_truncate(self, appended: Optional[str]) -> None:
-        """Cut the last spoken answer where real-time playback since its first delta would be."""
+        """Cut the last spoken answer where real-time playback since its first delta would be.
+
+        The answer may still be streaming or already finished (``response.done`` sent) while the
+        listener still plays it: the service generates faster than real time (see ``pacing``).
+        """
         assistant = self.conversation.last_answer()
-        if assistant is None or assistant.first_delta_at is None or assistant.auto_truncated or self.speed <= 0:
+        timescale = self.pacing.timescale
+        if assistant is None or assistant.first_delta_at is None or assistant.auto_truncated or timescale <= 0:
             return
-        played_ms = (asyncio.get_running_loop().time() - assistant.first_delta_at) * 1000.0 * self.speed
+        played_ms = (asyncio.get_running_loop().time() - assistant.first_delta_at) * 1000.0 * timescale
         if played_ms >= assistant.audio_ms:
             return
         assistant.auto_truncated = True
@@ -470,9 +511,22 @@ class Connection:
         self.emit("output_audio_buffer.cleared")
 
     def _on_item_create(self, event: dict) -> None:
+        after = self.conversation.check_position(event.get("previous_item_id"))
         item, extra = item_from_client(event.get("item"), self.conversation)
-        record = self.add_item(item, **extra)
+        self._create_item(item, extra, after)
+
+    def _create_item(self, item: dict, extra: dict, after: Optional[str] = None) -> ItemRecord:
+        """Add a client item, and take the scenario turn its text is (re-seeded history)."""
+        role, text = extra.get("role"), extra.get("user_text") or ""
+        if role in ("user", "assistant") and text:
+            index = self.scenario.turn_of(role, text, self._turn_index)
+            if index is not None:
+                self._turn_index = index + 1
+                if role == "user":
+                    extra = {**extra, "turn": self.scenario.turns[index]}
+        record = self.add_item(item, after=after, **extra)
         self.emit("conversation.item.created", previous_item_id=record.previous_id, item=item)
+        return record
 
     def _on_item_retrieve(self, event: dict) -> None:
         record = self.conversation.find(event)
@@ -490,23 +544,66 @@ class Connection:
         self.emit("conversation.item.truncated", item_id=record.id, content_index=0, audio_end_ms=audio_end_ms)
 
     def _on_response_create(self, event: dict) -> None:
+        """``response.create`` with the SDK's ``ResponseCreateParams`` options: ``commit``,
+        ``cancel_previous`` (default true), ``append_input_items``, ``pre_generated_assistant_message``;
+        and the realtime API's out-of-band ``conversation: "none"`` (with optional ``input``)."""
         params = check_response_params(event.get("response"))
+        out_of_band = params.get("conversation") == "none"
+        if out_of_band:
+            context = self._items_of(params, "input")
+            plan = self._plan_from(context, params)
+            self._side.add(self._launch(plan, params, commit=False, out_of_band=True))
+            return
         if self.response is not None:
-            raise ProtocolError(
-                "conversation_already_has_active_response",
-                f"Conversation already has an active response in progress: {self.response.id}. "
-                "Wait until the response is finished before creating a new one.",
-            )
-        self._start_response(params)
+            if not params.get("cancel_previous", True):
+                raise ProtocolError(
+                    "conversation_already_has_active_response",
+                    f"Conversation already has an active response in progress: {self.response.id}. "
+                    "Wait until the response is finished before creating a new one.",
+                )
+            self.response.cancel("client_cancelled")
+            self.response = None
+        appended = self._items_of(params, "append_input_items")
+        for item, extra in appended:
+            self._create_item(item, extra)
+        commit = params.get("commit", True)
+        if params.get("pre_generated_text") is not None:
+            plan = ResponsePlan(text=params["pre_generated_text"])
+        elif commit:
+            plan = self._plan(None, params)
+        else:
+            plan = self._plan_from([], params)
+        self.response = self._launch(plan, params, commit=commit)
+
+    def _items_of(self, params: dict, key: str) -> list[tuple[dict, dict]]:
+        """The items of ``response.<key>``, every one checked before any is used."""
+        items = []
+        for index, raw in enumerate(params.get(key) or ()):
+            try:
+                items.append(item_from_client(raw, self.conversation))
+            except ProtocolError as exc:
+                where = f"response.{key}[{index}]"
+                param = where + (exc.param or "item")[len("item") :]
+                raise ProtocolError(exc.code, exc.message.replace("'item", f"'{where}"), param) from None
+        return items
 
     def _on_response_cancel(self, event: dict) -> None:
         wanted = event.get("response_id")
+        side = next((r for r in self._side if r.id == wanted), None)
+        if side is not None:
+            side.cancel("client_cancelled")
+            return
         if self.response is None or (wanted is not None and wanted != self.response.id):
             raise ProtocolError("response_cancel_not_active", "Cancellation failed: no active response found.")
         self.response.cancel("client_cancelled")
         self.response = None
 
     # -- turns and answers -------------------------------------------------------------------
+
+    def _peek_turn(self) -> Optional[Turn]:
+        if self._turn_index < len(self.scenario.turns):
+            return self.scenario.turns[self._turn_index]
+        return None
 
     def _next_turn(self) -> Optional[Turn]:
         if self._turn_index < len(self.scenario.turns):
@@ -515,17 +612,22 @@ class Connection:
         return None
 
     def _start_response(self, params: dict, answering: Optional[ItemRecord] = None) -> None:
-        plan = self._plan(answering)
-        self.response = Response(self, plan, params)
-        self.response.start()
+        self.response = self._launch(self._plan(answering, params), params)
 
-    def _plan(self, answering: Optional[ItemRecord]) -> ResponsePlan:
+    def _launch(self, plan: ResponsePlan, params: dict, **options: Any) -> Response:
+        response = Response(self, plan, params, **options)
+        response.start()
+        return response
+
+    def _plan(self, answering: Optional[ItemRecord], params: dict) -> ResponsePlan:
         """What to answer: the scenario turn of the latest user input (or tool output)."""
         latest = answering or self.conversation.latest_input()
         if latest is None:
             return ResponsePlan(text=self.scenario.greeting)
         if latest.item.get("type") == "function_call_output":
             asked = self.conversation.calls.get(latest.item["call_id"])
+            if asked is not None and asked.calls_left:
+                return self._call(asked, [asked.calls_left.pop(0)])  # parallel_tool_calls false: the next one
             turn = asked.turn if asked is not None else None
             if turn is not None and turn.assistant:
                 template = turn.assistant
@@ -536,17 +638,66 @@ class Connection:
         if latest.turn is None and not latest.tool_called:
             latest.turn = self._next_turn()
         turn = latest.turn
-        available = self._tool_names()
-        wanted = [call for call in turn.calls if call.name in available] if turn is not None else []
-        if wanted and not latest.tool_called:
-            latest.tool_called = True
-            calls = [PlannedCall(call.name, call.arguments, defaults.new_id("call", 16)) for call in wanted]
-            latest.call_ids = [call.call_id for call in calls]
-            for call in calls:
-                self.conversation.remember_call(call.call_id, latest)
-            return ResponsePlan(calls=calls)
+        if not latest.tool_called:
+            wanted = self._calls_for(turn, params)
+            if wanted:
+                if self._tool_setting("parallel_tool_calls", params) is False:
+                    wanted, latest.calls_left = wanted[:1], wanted[1:]
+                plan = self._call(latest, wanted)
+                plan.text = (turn.preamble or "") if turn is not None else ""
+                return plan
         template = turn.assistant if turn is not None and turn.assistant else self.scenario.default_answer
         return ResponsePlan(text=answer_text(template, user=latest.user_text))
+
+    def _plan_from(self, context: list[tuple[dict, dict]], params: dict) -> ResponsePlan:
+        """What a response whose answer is not kept says, changing no state: to its own input
+        items (out of band), or to the latest input's turn without taking a new one."""
+        if params.get("pre_generated_text") is not None:
+            return ResponsePlan(text=params["pre_generated_text"])
+        said = next((extra.get("user_text") for item, extra in reversed(context) if extra.get("role") == "user"), None)
+        if said is None and not context:
+            latest = self.conversation.latest_input()
+            if latest is None:
+                return ResponsePlan(text=self.scenario.greeting)
+            said = latest.user_text
+            turn = latest.turn
+            if turn is None and self._turn_index < len(self.scenario.turns):
+                turn = self.scenario.turns[self._turn_index]
+            if turn is not None and turn.assistant:
+                return ResponsePlan(text=answer_text(turn.assistant, user=said))
+        return ResponsePlan(text=answer_text(self.scenario.default_answer, user=said or ""))
+
+    def _call(self, asking: ItemRecord, wanted: list) -> ResponsePlan:
+        asking.tool_called = True
+        calls = [PlannedCall(call.name, call.arguments, defaults.new_id("call", 16)) for call in wanted]
+        asking.call_ids.extend(call.call_id for call in calls)
+        for call in calls:
+            self.conversation.remember_call(call.call_id, asking)
+        return ResponsePlan(calls=calls)
+
+    def _calls_for(self, turn: Optional[Turn], params: dict) -> list:
+        """The turn's calls the tools and ``tool_choice`` allow (``required`` or a named function
+        with no such call in the turn: that function with ``{}``). SDK ``ToolChoiceFunctionSelection``
+        is ``{"type": "function", "name": …}``; the ``ResponseCreateParams`` docstring's
+        ``{"type": "function", "function": {"name": …}}`` is accepted too."""
+        tools = params.get("tools")
+        if tools is None:
+            tools = self.session.get("tools") or []
+        available = [t.get("name") for t in tools if isinstance(t, dict) and t.get("type", "function") == "function"]
+        choice = self._tool_setting("tool_choice", params) or "auto"
+        planned = [call for call in turn.calls if call.name in available] if turn is not None else []
+        if choice == "none" or not available:
+            return []
+        if isinstance(choice, dict):
+            name = choice.get("name") or (choice.get("function") or {}).get("name")
+            chosen = [call for call in planned if call.name == name][:1]
+            return chosen or ([ToolCall(name, "{}")] if name in available else [])
+        if choice == "required" and not planned:
+            return [ToolCall(available[0], "{}")]
+        return planned
+
+    def _tool_setting(self, key: str, params: dict) -> Any:
+        return params[key] if params.get(key) is not None else self.session.get(key)
 
     def _tool_output(self, latest: ItemRecord, asked: Optional[ItemRecord]) -> str:
         """``{tool_output}``: the outputs of every call of the response that asked, in call order.
@@ -560,5 +711,4 @@ class Connection:
         outputs = self.conversation.call_outputs()
         return "; ".join(outputs[call_id] for call_id in call_ids if call_id in outputs)
 
-    def _tool_names(self) -> set[str]:
-        return {t.get("name") for t in self.session.get("tools") or [] if t.get("type", "function") == "function"}
+

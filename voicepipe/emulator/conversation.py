@@ -19,6 +19,7 @@ from voicepipe.emulator.events import (
 from voicepipe.emulator.scenario import Turn
 from voicepipe.emulator.voice import SpokenText
 
+ROOT = "root"  # previous_item_id that inserts an item first
 MAX_ITEMS = 1000  # items kept; older ones are forgotten (the service keeps more, tests need less)
 
 _CONTENT_TYPES = ("input_text", "input_audio", "input_image", "text", "output_text")
@@ -39,6 +40,7 @@ class ItemRecord:
     first_delta_at: Optional[float] = None  # loop time of its first audio delta
     tool_called: bool = False
     call_ids: list = field(default_factory=list)  # the call_ids of the function calls it got, in order
+    calls_left: list = field(default_factory=list)  # calls still to make (parallel_tool_calls false)
     auto_truncated: bool = False
     pending_transcription: bool = False
 
@@ -69,13 +71,49 @@ class Conversation:
     def __contains__(self, item_id: str) -> bool:
         return item_id in self._items
 
-    def add(self, item: dict, role: Optional[str] = None, **extra: Any) -> ItemRecord:
-        previous = next(reversed(self._items)) if self._items else None
-        record = ItemRecord(item=item, previous_id=previous, role=role, **extra)
-        self._items[record.id] = record
+    def add(self, item: dict, role: Optional[str] = None, *, after: Optional[str] = None, **extra: Any) -> ItemRecord:
+        """Add an item at the end, or after the item ``after`` names (``"root"``: first).
+
+        Check ``after`` with :meth:`check_position` first: an id not in the conversation is added
+        at the end here.
+        """
+        if after == ROOT:
+            record = ItemRecord(item=item, previous_id=None, role=role, **extra)
+            self._items[record.id] = record
+            self._items.move_to_end(record.id, last=False)
+        elif after is not None and after in self._items and after != next(reversed(self._items)):
+            record = ItemRecord(item=item, previous_id=after, role=role, **extra)
+            # insertion in the middle is rare (history edits): rebuild the order once
+            items = list(self._items.items())
+            at = next(index for index, (key, _) in enumerate(items) if key == after) + 1
+            items.insert(at, (record.id, record))
+            self._items = OrderedDict(items)
+        else:
+            previous = next(reversed(self._items)) if self._items else None
+            record = ItemRecord(item=item, previous_id=previous, role=role, **extra)
+            self._items[record.id] = record
         while len(self._items) > MAX_ITEMS:
             self._items.popitem(last=False)
         return record
+
+    def check_position(self, previous_item_id: Any) -> Optional[str]:
+        """Validate ``previous_item_id`` of ``conversation.item.create``; returns it.
+
+        SDK ``ClientEventConversationItemCreate.previous_item_id``: "If set to ``root``, the new
+        item will be added to the beginning of the conversation. [...] If the ID cannot be found,
+        an error will be returned and the item will not be added."
+        """
+        if previous_item_id is None or previous_item_id == ROOT:
+            return previous_item_id
+        if not isinstance(previous_item_id, str):
+            raise invalid_type("previous_item_id", "a string", previous_item_id)
+        if previous_item_id not in self._items:
+            raise ProtocolError(
+                "item_not_found",
+                f"Item with previous_item_id not found: {previous_item_id}",
+                "previous_item_id",
+            )
+        return previous_item_id
 
     def find(self, event: dict) -> ItemRecord:
         """The item an event's ``item_id`` names, or the service's error."""

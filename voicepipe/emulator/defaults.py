@@ -135,19 +135,31 @@ def agent_instructions(name: str) -> str:
     return f"You are {name}, a Foundry agent."
 
 
-def agent_config(name: str, project: str | None = None, conversation_id: str | None = None) -> dict[str, Any]:
+def agent_config(
+    name: str,
+    project: str | None = None,
+    conversation_id: str | None = None,
+    *,
+    agent_id: str | None = None,
+    version: str | None = None,
+) -> dict[str, Any]:
     """A session's ``agent`` (SDK ``AgentConfig``): the agent and the conversation thread it runs.
 
-    ``agent_id`` is derived from the project and agent name, so one agent keeps one id across
-    connections; ``thread_id`` is the ``conversation-id`` to continue, or a new thread.
+    ``agent_id`` is the one the connection named (the older ``agent-id`` form) or derived from the
+    project and agent name, so one agent keeps one id across connections; ``thread_id`` is the
+    ``conversation-id`` to continue, or a new thread. ``version`` (``agent-version``) is added
+    when given; ``AgentConfig`` has no field for it, and its models keep unknown fields.
     """
     digest = int.from_bytes(hashlib.sha256(f"{project or ''}/{name}".encode("utf-8")).digest(), "big")
-    return {
+    config = {
         "type": "agent",
         "name": name,
-        "agent_id": f"asst_{_base62(digest, 24)}",
+        "agent_id": agent_id or f"asst_{_base62(digest, 24)}",
         "thread_id": conversation_id or new_id("thread", 24),
     }
+    if version:
+        config["version"] = version
+    return config
 
 
 def initial_session(model: str | None = None, agent: dict[str, Any] | None = None) -> dict[str, Any]:

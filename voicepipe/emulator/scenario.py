@@ -11,6 +11,7 @@
         tool: {name: get_weather, arguments: {city: Paris}}
         assistant: "Here is the weather: {tool_output}"
       - user: What time is it in Tokyo, and is the Louvre open?
+        preamble: Let me check.   # spoken in the same response, before the call(s)
         tool:                     # a list: parallel function calls in one response
           - {name: get_current_time, arguments: {timezone: Asia/Tokyo}}
           - {name: get_opening_hours, arguments: {place: Louvre}}
@@ -25,7 +26,9 @@ client sent). ``tool`` is one call (a mapping) or several (a list of mappings): 
 then calls every listed function that is a function tool of the session, one ``function_call``
 output item per call, in order (none in the session: the turn is answered in words). After the
 outputs, ``{tool_output}`` is the outputs of that response's calls, in call order, joined with
-``"; "``. See ``example_scenario.yaml`` next to this module for every option.
+``"; "``. With the session's ``parallel_tool_calls: false`` a response makes one call, the next
+one follows the first's output; ``tool_choice`` ``none`` answers in words, ``required`` or a named
+function calls one even when the turn has none (arguments ``{}``). See ``example_scenario.yaml`` next to this module for every option.
 
 Errors name the file and line: ``scenario.yaml:7: turns[1].usr: unknown key (did you mean 'user'?)``.
 """
@@ -49,7 +52,7 @@ FAULT_ACTIONS = ("delay", "close", "error", "malformed", "stop_answering", "http
 MALFORMED_KINDS = ("not_json", "wrong_shape")
 
 _TOP_KEYS = ("voice", "greeting", "default_answer", "response_delay_ms", "turns", "faults")
-_TURN_KEYS = ("user", "assistant", "tool")
+_TURN_KEYS = ("user", "preamble", "assistant", "tool")
 _TOOL_KEYS = ("name", "arguments")
 _TRIGGER_KEYS = ("after", "after_client", "after_events")
 _ACTION_KEYS = {
@@ -81,6 +84,7 @@ class Turn:
     user: Optional[str] = None
     assistant: Optional[str] = None
     tool: Union[ToolCall, tuple[ToolCall, ...], None] = None
+    preamble: Optional[str] = None  # spoken in the same response as the tool call(s), before them
 
     @property
     def calls(self) -> tuple[ToolCall, ...]:
@@ -120,6 +124,24 @@ class Scenario:
     voice: str = "synth"
     response_delay_ms: float = DEFAULT_RESPONSE_DELAY_MS
     source: Optional[str] = None
+
+    def turn_of(self, role: str, text: str, start: int = 0) -> Optional[int]:
+        """The index of the first turn from ``start`` whose ``role`` text (``user``: what was said,
+        ``assistant``: the answer with ``{user}`` filled in) is ``text``, ignoring case, spacing
+        and punctuation; ``None`` when none is. How a re-seeded conversation finds its place."""
+        wanted = _plain(text)
+        if not wanted:
+            return None
+        for index in range(max(0, start), len(self.turns)):
+            turn = self.turns[index]
+            said = turn.user if role == "user" else answer_text(turn.assistant or "", user=turn.user or "")
+            if said and _plain(said) == wanted:
+                return index
+        return None
+
+
+def _plain(text: str) -> str:
+    return " ".join("".join(ch if ch.isalnum() else " " for ch in text.lower()).split())
 
 
 # -- YAML with line numbers ----------------------------------------------------------------------
@@ -270,6 +292,7 @@ def _parse_turn(check: _Checker, raw: Any, line: int, path: str) -> Optional[Tur
         return None
     user = check.text(turn, "user", path)
     assistant = check.text(turn, "assistant", path)
+    preamble = check.text(turn, "preamble", path)
     tool: Union[ToolCall, tuple[ToolCall, ...], None] = None
     if "tool" in turn:
         raw_tool, tool_line = turn["tool"], _line_of(turn, "tool")
@@ -281,7 +304,9 @@ def _parse_turn(check: _Checker, raw: Any, line: int, path: str) -> Optional[Tur
             check.problem(tool_line, f"{path}.tool", f"expected a mapping or a list of mappings, got {_describe(raw_tool)}")
     if not any(k in turn for k in _TURN_KEYS):
         check.problem(turn.line or line, path, "a turn needs at least one of user, assistant, tool")
-    return Turn(user=user, assistant=assistant, tool=tool)
+    if preamble is not None and "tool" not in turn:
+        check.problem(_line_of(turn, "preamble", line), f"{path}.preamble", "a preamble goes with a tool call: add 'tool'")
+    return Turn(user=user, assistant=assistant, tool=tool, preamble=preamble)
 
 
 def _parse_tools(check: _Checker, raw: list, line: int, path: str) -> Optional[tuple[ToolCall, ...]]:

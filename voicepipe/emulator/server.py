@@ -8,7 +8,9 @@ HTTP 401 before the WebSocket upgrade, which the SDK reports as a ``ConnectionEr
 A connection with ``agent-name`` (the SDK's ``connect(agent_name=…, project_name=…)``) is a Foundry
 agent session: ``session.created`` carries ``agent`` (name, an ``asst_…`` id derived from project and
 name, and the ``conversation-id`` as ``thread_id``, or a new ``thread_…`` id) and the agent's
-instructions.
+instructions. The older query form of the agents quickstart, ``agent-id`` + ``agent-project-name``
+(+ ``agent-access-token``), is one too: the agent is named by its id. ``agent-version``, in either
+form, is shown as the agent's ``version``.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from voicepipe.emulator import defaults
 from voicepipe.emulator.connection import Connection
 from voicepipe.emulator.record import ConnectionRecord
 from voicepipe.emulator.faults import FaultPlan, http_status_fault
+from voicepipe.emulator.pacing import pacing_for
 from voicepipe.emulator.scenario import Scenario, load_scenario
 from voicepipe.errors import UsageError
 from voicepipe.heap import freeze_startup_heap
@@ -48,14 +51,19 @@ def _credential(request) -> str:
 
 
 def _agent(request) -> Optional[dict]:
-    """The session's ``agent`` for a Foundry agent connection (``agent-name`` given), else ``None``."""
-    name = request.query.get("agent-name", "").strip()
-    if not name:
+    """The session's ``agent`` for a Foundry agent connection (``agent-name`` or ``agent-id``
+    given), else ``None``. The access token of the older form is never kept in the session."""
+    query = request.query
+    name = query.get("agent-name", "").strip()
+    agent_id = query.get("agent-id", "").strip()
+    if not name and not agent_id:
         return None
     return defaults.agent_config(
-        name,
-        request.query.get("agent-project-name", "").strip() or None,
-        request.query.get("conversation-id", "").strip() or None,
+        name or agent_id,
+        query.get("agent-project-name", "").strip() or None,
+        query.get("conversation-id", "").strip() or None,
+        agent_id=agent_id or None,
+        version=query.get("agent-version", "").strip() or None,
     )
 
 
@@ -63,8 +71,10 @@ class Emulator:
     """A local Voice Live service on a loopback port, for the official SDK unchanged.
 
     ``scenario`` is a :class:`Scenario`, a path to a scenario YAML file, or ``None`` (default
-    answers). ``api_key``: the only key accepted (``None``: any non-empty credential). ``speed``:
-    1.0 streams answers in real time, N times faster for N, 0 as fast as the client reads. Answers
+    answers). ``api_key``: the only key accepted (``None``: any non-empty credential). Pacing (see
+    :mod:`~voicepipe.emulator.pacing`): by default service-like (a burst, then faster than real
+    time); ``speed`` alone: 1.0 streams answers in real time, N times faster for N, 0 as fast as the
+    client reads; ``burst_ms`` (with or without ``speed``): service-like with that burst. Answers
     stream in 100 ms ``response.audio.delta`` chunks of PCM16 (24 kHz unless the session's
     ``output_audio_format`` says otherwise), each preceded by the transcript words that start in
     it. ``port`` 0 picks a free port. After :meth:`start`, :attr:`url` is what to pass to
@@ -77,7 +87,8 @@ class Emulator:
         scenario: Union[Scenario, str, os.PathLike, None] = None,
         *,
         api_key: Optional[str] = None,
-        speed: float = 1.0,
+        speed: Optional[float] = None,
+        burst_ms: Optional[float] = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ):
@@ -85,11 +96,12 @@ class Emulator:
             scenario = Scenario()
         elif not isinstance(scenario, Scenario):
             scenario = load_scenario(scenario)
-        if speed < 0:
-            raise UsageError(f"emulator speed: expected 0 (unpaced) or a positive factor, got {speed}")
+        try:
+            self.pacing = pacing_for(speed, burst_ms)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         self.scenario = scenario
         self.api_key = api_key
-        self.speed = float(speed)
         self.host = host
         self.port = port
         self.connections: list[ConnectionRecord] = []
@@ -169,21 +181,24 @@ class Emulator:
         if not ws.can_prepare(request).ok:
             return web.Response(status=426, text="Expected a WebSocket upgrade.", headers={"Upgrade": "websocket"})
         await ws.prepare(request)
-        record = ConnectionRecord(number, dict(request.query))
+        record = ConnectionRecord(number, dict(request.query))  # in memory only, for tests; never logged
         self.connections.append(record)
         conn = Connection(
             ws,
             record,
             self.scenario,
-            self.speed,
+            self.pacing,
             FaultPlan(self.scenario.faults, number),
             model=request.query.get("model"),
             agent=_agent(request),
         )
         self._live.add(conn)
-        log.info(
-            "connection #%s opened (%s)", number, request.query.get("model") or request.query.get("agent-name") or "-"
-        )
+        agent = conn.session.get("agent")
+        if agent is not None:
+            version = f" version {agent['version']}" if agent.get("version") else ""
+            log.info("connection #%s opened (agent %s%s)", number, agent["name"], version)
+        else:
+            log.info("connection #%s opened (%s)", number, request.query.get("model") or "-")
         try:
             await conn.run()
         finally:
@@ -192,9 +207,16 @@ class Emulator:
         return ws
 
 
-def serve(host: str, port: int, scenario: Optional[str], api_key: Optional[str], speed: float) -> int:
+def serve(
+    host: str,
+    port: int,
+    scenario: Optional[str],
+    api_key: Optional[str],
+    speed: Optional[float] = None,
+    burst_ms: Optional[float] = None,
+) -> int:
     """Run the emulator until Ctrl+C or SIGTERM (the ``voicepipe emulator`` command); exit code."""
-    emulator = Emulator(scenario, api_key=api_key, speed=speed, host=host, port=port)
+    emulator = Emulator(scenario, api_key=api_key, speed=speed, burst_ms=burst_ms, host=host, port=port)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -208,7 +230,7 @@ def serve(host: str, port: int, scenario: Optional[str], api_key: Optional[str],
         freeze_startup_heap()  # a long-lived server of many connections: shorter collection pauses
         try:
             auth = "the configured API key" if api_key else "any non-empty API key or token"
-            pacing = "as fast as possible" if speed == 0 else f"speed {speed:g}"
+            pacing = emulator.pacing.describe()
             print(f"voicepipe emulator listening on {emulator.url}", flush=True)
             print(
                 f"  connect(endpoint={emulator.url!r}, ...) with {auth}; {pacing}"

@@ -202,6 +202,8 @@ def _tool_choice(value: Any) -> Any:
             raise invalid_value(param, value, TOOL_CHOICES)
         return value
     choice = _object(param, value)
+    if isinstance(choice.get("function"), dict) and "name" not in choice:
+        choice = {"type": choice.get("type"), "name": choice["function"].get("name")}
     if choice.get("type") != "function" or not isinstance(choice.get("name"), str):
         raise missing(f"{param}.name")
     return copy.deepcopy(choice)
@@ -288,6 +290,12 @@ def _simple(key: str, value: Any) -> Any:
         _max_tokens(param, value)
     elif key == "parallel_tool_calls":
         _bool(param, value)
+    elif key == "output_audio_timestamp_types":
+        if not isinstance(value, list):
+            raise invalid_type(param, "an array", value)
+        for kind in value:
+            if kind != "word":
+                raise invalid_value(param, kind, ("word",))
     elif key == "reasoning_effort":
         if value not in REASONING_EFFORTS:
             raise invalid_value(param, value, REASONING_EFFORTS)
@@ -342,4 +350,51 @@ def check_response_params(params: Any) -> dict[str, Any]:
             raise invalid_value("response.output_audio_format", fmt, tuple(OUTPUT_RATES))
     if params.get("voice") is not None:
         params = {**params, "voice": _voice(params["voice"])}
+    for key in ("commit", "cancel_previous", "parallel_tool_calls"):
+        if params.get(key) is not None:
+            _bool(f"response.{key}", params[key])
+    for key in ("append_input_items", "input_items", "input"):
+        if params.get(key) is not None and not isinstance(params[key], list):
+            raise invalid_type(f"response.{key}", "an array", params[key])
+    if params.get("conversation") is not None and params["conversation"] not in ("auto", "none"):
+        raise invalid_value("response.conversation", params["conversation"], ("auto", "none"))
+    if params.get("tool_choice") is not None:
+        params = {**params, "tool_choice": _response_tool_choice(params["tool_choice"])}
+    if params.get("tools") is not None:
+        try:
+            params = {**params, "tools": _tools(params["tools"])}
+        except ProtocolError as exc:
+            raise ProtocolError(exc.code, exc.message.replace("session.", "response."), (exc.param or "").replace("session.", "response.")) from None
+    if params.get("pre_generated_assistant_message") is not None:
+        params = {**params, "pre_generated_text": _pre_generated(params["pre_generated_assistant_message"])}
     return params
+
+
+def _response_tool_choice(value: Any) -> Any:
+    """``response.tool_choice``: as the session's, or ``{"type": "function", "function": {"name":
+    …}}`` as the SDK's ``ResponseCreateParams.tool_choice`` docstring shows it."""
+    if isinstance(value, dict) and isinstance(value.get("function"), dict) and "name" not in value:
+        value = {"type": value.get("type"), "name": value["function"].get("name")}
+    try:
+        return _tool_choice(value)
+    except ProtocolError as exc:
+        raise ProtocolError(exc.code, exc.message.replace("session.", "response."), (exc.param or "").replace("session.", "response.")) from None
+
+
+def _pre_generated(value: Any) -> str:
+    """The text of ``pre_generated_assistant_message`` (SDK ``AssistantMessageItem``: role
+    assistant, ``content`` parts with ``text``), which the response speaks instead of generating."""
+    param = "response.pre_generated_assistant_message"
+    message = _object(param, value)
+    if message.get("role", "assistant") != "assistant":
+        raise invalid_value(f"{param}.role", message.get("role"), ("assistant",))
+    content = message.get("content")
+    if not isinstance(content, list) or not content:
+        raise invalid_type(f"{param}.content", "a non-empty array", content)
+    texts = []
+    for index, part in enumerate(content):
+        text = part.get("text") if isinstance(part, dict) else None
+        if not isinstance(text, str):
+            raise missing(f"{param}.content[{index}].text")
+        texts.append(text)
+    return " ".join(texts)

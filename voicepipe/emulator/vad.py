@@ -10,6 +10,11 @@ session leaves it unset); ``audio_start_ms`` is where that voiced run began minu
 once ``silence_duration_ms`` of unvoiced audio follows the last voiced frame; ``audio_end_ms`` is
 the end of that last voiced frame.
 
+``end_hold`` approximates a semantic end-of-utterance detector: when ``silence_duration_ms`` of
+silence is reached it is asked, with the milliseconds from the first to the last voiced frame of
+the speech so far, how much silence must follow before the utterance ends (at least the silence
+duration); ``None`` keeps the plain energy detector (``server_vad``).
+
 All times are milliseconds of audio appended since the session began, so the events come out the
 same whether the client streams in real time or pushes a whole file at once. The detector keeps
 only counters and at most one partial frame, whatever the amount of audio.
@@ -18,7 +23,7 @@ only counters and at most one partial frame, whatever the amount of audio.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -52,7 +57,9 @@ class EnergyVad:
         silence_duration_ms: int = 500,
         speech_duration_ms: Optional[int] = None,
         timeline_ms: int = 0,
+        end_hold: Optional[Callable[[int], float]] = None,
     ):
+        self.end_hold = end_hold
         self.rate = rate
         self.threshold = float(threshold)
         self.prefix_padding_ms = int(prefix_padding_ms)
@@ -66,6 +73,7 @@ class EnergyVad:
         self._run_length = 0
         self._last_voiced_end = 0  # frame index just after the last voiced frame
         self._silent = 0
+        self._needed = self.silence_frames  # silent frames that end the current speech
 
     @property
     def position_ms(self) -> int:
@@ -101,10 +109,16 @@ class EnergyVad:
                     self._run_start, self._run_length = None, 0
             elif is_voiced:
                 self._silent = 0
+                self._needed = self.silence_frames
                 self._last_voiced_end = index + 1
             else:
                 self._silent += 1
-                if self._silent >= self.silence_frames:
+                if self._silent == self.silence_frames and self.end_hold is not None:
+                    spoken_ms = (self._last_voiced_end - (self._run_start or 0)) * FRAME_MS
+                    hold_frames = -(-int(self.end_hold(spoken_ms)) // FRAME_MS)
+                    self._needed = max(self.silence_frames, hold_frames)
+                if self._silent >= self._needed:
+                    self._needed = self.silence_frames
                     self.speaking = False
                     self._run_start, self._run_length = None, 0
                     events.append(VadEvent("stop", self._last_voiced_end * FRAME_MS))

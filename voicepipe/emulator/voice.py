@@ -70,10 +70,15 @@ class Speech:
     rate: int
     pieces: tuple[str, ...]  # consecutive parts of the text, joined they give it back
     starts_ms: tuple[float, ...]  # where each piece starts in the audio
+    ends_ms: tuple[float, ...] = ()  # where each piece's sound ends (the pause after it excluded)
 
     @property
     def duration_ms(self) -> float:
         return 1000.0 * len(self.samples) / self.rate
+
+    def transcript_until(self, audio_ms: float) -> str:
+        """The pieces that started within the first ``audio_ms`` of the audio."""
+        return "".join(p for p, start in zip(self.pieces, self.starts_ms) if start < audio_ms)
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,13 @@ class SpokenText:
     duration_ms: float
     pieces: tuple[str, ...]
     starts_ms: tuple[float, ...]
+    ends_ms: tuple[float, ...] = ()
+
+    def word_timing(self, index: int) -> tuple[int, int]:
+        """``(audio_offset_ms, audio_duration_ms)`` of the ``index``-th piece, whole milliseconds."""
+        start = self.starts_ms[index]
+        end = self.ends_ms[index] if index < len(self.ends_ms) else self.duration_ms
+        return int(round(start)), max(0, int(round(end - start)))
 
     def transcript_until(self, audio_end_ms: float) -> str:
         """The transcript of the first ``audio_end_ms`` of the audio (pieces that started by then)."""
@@ -162,6 +174,7 @@ def _synth(text: str, rate: int) -> Speech:
     question = text.rstrip().endswith("?")
     parts: list[np.ndarray] = []
     starts: list[float] = []
+    ends: list[float] = []
     position = 0  # samples so far
     index = 0
     for piece in pieces:
@@ -182,16 +195,22 @@ def _synth(text: str, rate: int) -> Speech:
             parts.append(part)
             position += len(part)
             index += 1
+        ends.append(1000.0 * position / rate)
         gap = np.zeros(int(rate * _pause_after(word) / 1000.0))
         parts.append(gap)
         position += len(gap)
     if not parts:
-        return Speech(np.zeros(0, dtype=np.int16), rate, tuple(pieces), tuple(starts))
+        return Speech(np.zeros(0, dtype=np.int16), rate, tuple(pieces), tuple(starts), tuple(ends))
     signal = np.concatenate(parts)
     peak = float(np.max(np.abs(signal))) or 1.0
     samples = np.round(signal * (PEAK * 32767.0 / peak)).astype(np.int16)
     samples.setflags(write=False)
-    return Speech(samples, rate, tuple(pieces), tuple(starts))
+    return Speech(samples, rate, tuple(pieces), tuple(starts), tuple(ends))
+
+
+def cached_speech(text: str, rate: int) -> Speech:
+    """The synthesized voice saying ``text`` (cached): where its words fall, for timing guesses."""
+    return _synth(text, rate)
 
 
 def espeak_available() -> bool:
@@ -223,7 +242,8 @@ def _espeak(text: str, rate: int) -> Speech:
         at += len(piece)
     samples = np.ascontiguousarray(samples, dtype=np.int16)
     samples.setflags(write=False)
-    return Speech(samples, rate, tuple(pieces), tuple(offsets))
+    ends = tuple(offsets[1:]) + (duration_ms,)  # espeak gives no word ends: up to the next word
+    return Speech(samples, rate, tuple(pieces), tuple(offsets), ends if pieces else ())
 
 
 def synthesize(text: str, rate: int = 24000, engine: str = "synth") -> Speech:
@@ -296,4 +316,4 @@ def _build_spoken(text: str, fmt: str, engine: str) -> SpokenText:
             steps[-1] = AudioStep(last.transcript + tail, last.audio_b64, last.start_ms, last.duration_ms)
         else:
             steps.append(AudioStep(tail, "", 0.0, 0.0))
-    return SpokenText(text, tuple(steps), speech.duration_ms, speech.pieces, speech.starts_ms)
+    return SpokenText(text, tuple(steps), speech.duration_ms, speech.pieces, speech.starts_ms, speech.ends_ms)

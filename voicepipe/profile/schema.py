@@ -128,7 +128,9 @@ CONNECTION = _connection_map(
                 "buffer_audio_s": Number(0, 60, unit="of seconds"),
             }
         ),
-        "emulator": _connection_map({"scenario": Str(non_empty=True), "speed": Number(0)}),
+        "emulator": _connection_map(
+            {"scenario": Str(non_empty=True), "speed": Number(0), "burst_ms": Number(0, unit="of milliseconds")}
+        ),
     }
 )
 
