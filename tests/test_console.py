@@ -105,7 +105,7 @@ def test_without_playback_reports_speaking_follows_the_response(monkeypatch):
         s.server(3.0, "response.done", response={"id": "r", "status": "completed", "output": []})
 
     lines = console_run(monkeypatch, io.StringIO(), profile=FakeProfile(), script=script).splitlines()
-    assert lines[:5] == ["Ready.", "[listening]", "[thinking]", "[speaking]", "[listening]"]
+    assert lines[:6] == ["Ready.", "[listening]", "[you are speaking]", "[thinking]", "[speaking]", "[listening]"]
 
 
 def test_console_output_is_masked(monkeypatch):
@@ -132,3 +132,68 @@ def test_sessions_in_one_process_do_not_share_console_state(monkeypatch, stream)
     first = console_run(monkeypatch, stream, profile=FakeProfile(), script=script)
     second = console_run(monkeypatch, type(stream)(), profile=FakeProfile(), script=script)
     assert first.count("Ready.") == 1 and second.count("Ready.") == 1
+
+
+def test_log_lines_go_above_the_status_line_never_through_it(monkeypatch):
+    from voicepipe.logsetup import configure_logging, get_logger, shutdown_logging
+
+    term = FakeTerminal()
+    configure_logging(None, console_level="WARNING", console_stream=term)
+
+    def script(s):
+        conversation(s)
+        get_logger().warning("disk_slow", ms=120)  # while a status line is on the screen
+        s.server(30.0, "input_audio_buffer.speech_started", audio_start_ms=9000, item_id="late")
+        get_logger().warning("disk_slow", ms=240)
+
+    try:
+        out = console_run(monkeypatch, term, script=script)
+    finally:
+        shutdown_logging()
+    lines = out.split("\n")
+    warnings = [line for line in lines if "disk_slow" in line]
+    assert len(warnings) == 2
+    for line in warnings:
+        visible = line.rsplit("\x1b[K", 1)[-1]  # what stays on the screen after the last clear
+        assert "disk_slow" in visible and "[" not in visible.split("disk_slow")[0].split("]")[0][:1]
+        assert not re.search(r"\[(listening|thinking|speaking|you are speaking)\]", visible)
+    # and the status line comes back after each warning
+    after = out.split("disk_slow")[1]
+    assert re.search(r"\r\x1b\[K\[(listening|thinking|speaking|you are speaking)\]", after)
+
+
+def test_without_transcription_the_users_turns_show_and_the_key_is_named_once(monkeypatch):
+    profile = audio_profile(audio={"input": {"backend": "wav", "file": "question.wav"}})
+
+    def script(s):
+        s.start()
+        s.server(0.1, "session.updated", session={k: v for k, v in SESSION.items() if k != "input_audio_transcription"})
+        for start in (0, 3000):
+            s.server(1.0 + start / 1000, "input_audio_buffer.speech_started", audio_start_ms=start, item_id=f"u{start}")
+            s.server(2.2 + start / 1000, "input_audio_buffer.speech_stopped", audio_end_ms=start + 1200, item_id=f"u{start}")
+
+    lines = console_run(monkeypatch, io.StringIO(), profile=profile, script=script).splitlines()
+    assert lines[0] == "Ready. Sending question.wav as the user's voice."
+    hints = [line for line in lines if "input_audio_transcription" in line]
+    assert len(hints) == 1 and "session.input_audio_transcription: {model: whisper-1}" in hints[0]
+    assert lines.count("You: (spoke 1.2 s)") == 2
+
+
+def test_states_a_person_can_follow(monkeypatch):
+    lines = console_run(monkeypatch, io.StringIO()).splitlines()
+    states = [line for line in lines if line.startswith("[") and line.endswith("]") and not line.startswith(("[tool", "[interrupted at"))]
+    assert "[you are speaking]" in states and "[interrupted]" in states
+    barge_in = states.index("[interrupted]")
+    # the user starts speaking over the answer, the answer stops, the user goes on
+    assert states[barge_in - 2 : barge_in + 2] == ["[speaking]", "[you are speaking]", "[interrupted]", "[you are speaking]"]
+
+
+@pytest.mark.parametrize("amplitude, cells", [(0, 0), (10, 0), (1000, 4), (32767, 8)])
+def test_the_level_meter_reads_loudness(amplitude, cells):
+    import numpy as np
+
+    from voicepipe.builtin.console import level_meter
+
+    chunk = (np.ones(480, dtype="<i2") * amplitude).tobytes()
+    meter = level_meter(chunk)
+    assert len(meter) == 8 and meter.count("█") == cells

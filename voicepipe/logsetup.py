@@ -28,6 +28,7 @@ from typing import Any, Iterator, Optional, TextIO
 
 import structlog
 
+from voicepipe import terminal
 from voicepipe.redact import REDACTOR
 
 LOG_FILE_NAME = "voicepipe.log.jsonl"
@@ -375,6 +376,11 @@ class _ConsoleHandler(logging.StreamHandler):
             return bool(self.stream.isatty())
         except (AttributeError, ValueError):
             return False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # above the console's status line, never through it
+        with terminal.above_status():
+            super().emit(record)
 
     def close(self) -> None:
         # never close the caller's stream or sys.stderr

@@ -56,7 +56,7 @@ import contextlib
 import time
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import voicepipe
 from voicepipe.audio.pcm import LazyPCM
@@ -282,6 +282,8 @@ class AudioSession:
         #: hand the output undecoded audio (a LazyPCM): it only counts samples, and the format is PCM16
         self.lazy_pcm = False
         self.echo: Any = None
+        #: called with each microphone chunk (PCM16) when someone asked for it: the console's level meter
+        self.level_listener: Optional[Callable[[bytes], None]] = None
 
         # what the session's turn detection does on barge-in (from session.updated)
         self.interrupt_response = True
@@ -415,6 +417,7 @@ class AudioSession:
         rate = self.input_rate
         echo = self.echo
         codec = self.input_format if self.input_format in G711_FORMATS else None
+        level = self.level_listener
         latency = float(getattr(self.input, "latency_s", 0.0) or 0.0)
         # a virtual output clock moves lazily: bring it to now before reading what it played
         catch_up = getattr(self.output, "advance", None) if echo is not None else None
@@ -423,6 +426,8 @@ class AudioSession:
             if first:
                 first = False
                 self.input_started_at = self.ctx.now() - len(chunk) / SAMPLE_WIDTH / rate - latency
+            if level is not None:
+                level(chunk)
             if echo is not None:
                 if catch_up is not None:
                     catch_up()

@@ -1,13 +1,17 @@
 """Built-in plugin "console": what a person at the terminal wants to see, on stdout.
 
 * the session's status (started, ready, ended and why) and errors, one line each;
-* the turn state: ``listening`` (the user may speak), ``thinking`` (the user stopped, no answer
-  heard yet), ``speaking`` (the answer is playing);
+* the turn state: ``listening`` (the user may speak), ``you are speaking`` (the service heard
+  speech start), ``thinking`` (the user stopped, no answer heard yet), ``speaking`` (the answer is
+  playing), ``interrupted`` (the user spoke over the answer), with an input level meter when the
+  input is a microphone;
 * the words: ``You: …`` and ``Assistant: …`` once each turn's text is final, and the words as they
-  arrive.
+  arrive. Without input transcription the user's turns show as ``You: (spoke 1.2 s)``, and a line
+  says once which key turns transcription on.
 
 On a terminal the state and the words in progress share one status line at the bottom, rewritten in
-place (cut to the terminal's width), and final lines scroll above it. When stdout is not a terminal
+place (cut to the terminal's width), and final lines scroll above it; log lines printed to the same
+terminal go above it too (:mod:`voicepipe.terminal`). When stdout is not a terminal
 (CI, a pipe, a file) only complete lines are printed, state changes as ``[listening]``-style lines,
 and no control characters. ``console: {quiet: true}`` (``voicepipe run --quiet``) prints the final
 words of each turn and nothing else. Everything printed is masked for secrets.
@@ -19,9 +23,11 @@ import json
 import re
 import shutil
 import sys
+import time
 from typing import Any, Mapping, Optional, TextIO
 
 import voicepipe
+from voicepipe import terminal
 from voicepipe.eventshape import mapping_or_empty as _mapping
 from voicepipe.eventshape import mapping_parts as _parts
 from voicepipe.eventshape import text_or_empty as _text
@@ -33,7 +39,13 @@ from voicepipe.sessionclock import session_clock
 STASH_KEY = "console"
 TOOL_OUTPUT_SHOWN = 200  # characters of a tool output shown on its line
 MAX_PENDING_TOOL_CALLS = 100  # tool names remembered until their output (a bound, not a limit in practice)
-LISTENING, THINKING, SPEAKING = "listening", "thinking", "speaking"
+LISTENING, USER_SPEAKING, THINKING, SPEAKING, INTERRUPTED = (
+    "listening", "you are speaking", "thinking", "speaking", "interrupted"
+)
+#: how often the input level meter is redrawn
+LEVEL_EVERY_S = 0.1
+LEVEL_BARS = " ▁▂▃▄▅▆▇█"
+MICROPHONES = {"pyaudio", "sounddevice"}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
 _CLEAR_LINE = "\r\x1b[K"
 _WORD_DELTAS = {
@@ -63,6 +75,12 @@ class Console:
         self.seeded: set = set()  # items re-sent after a reconnect: already shown
         self.assistant_label = "Assistant"  # "Agent" when the session talks to a Foundry agent
         self.tool_names: dict = {}  # call id -> tool name, until its output is shown
+        self.level: Optional[str] = None  # the input level meter, when the input is a microphone
+        self._level_at = 0.0
+        self.transcribed = True  # the session transcribes the user's speech
+        self.input_kind = "null"  # the input backend's name
+        self.ready_hint = ""  # what the "Ready." line adds
+        self.speech_started_ms: Optional[float] = None
 
     # -- output ------------------------------------------------------------------------------------
 
@@ -71,12 +89,31 @@ class Console:
         if self.quiet and not final_words:
             return
         text = REDACTOR.redact(_CONTROL.sub(" ", text)).rstrip()
-        if self.tty and self.status_shown:
+        with terminal.lock:
+            self.hide()
+            self.stream.write(text + "\n")
+            self.show()
+
+    # -- the status line (voicepipe.terminal.StatusLine) -------------------------------------------
+
+    def hide(self) -> None:
+        if self.status_shown:
             self.stream.write(_CLEAR_LINE)
+            self.stream.flush()
             self.status_shown = False
-        self.stream.write(text + "\n")
+
+    def show(self) -> None:
         self._show_status()
         self.stream.flush()
+
+    def on_input_level(self, chunk: bytes) -> None:
+        """A microphone chunk (PCM16): redraw the level meter, at most every LEVEL_EVERY_S."""
+        now = time.monotonic()
+        if now - self._level_at < LEVEL_EVERY_S:
+            return
+        self._level_at = now
+        self.level = level_meter(chunk)
+        self.refresh()
 
     def set_state(self, state: str) -> None:
         if state == self.state:
@@ -100,7 +137,7 @@ class Console:
         if not self.tty or self.quiet or self.state is None:
             return
         width = max(20, shutil.get_terminal_size((80, 24)).columns - 1)
-        status = f"[{self.state}]"
+        status = f"[{self.state}]" + (f" mic {self.level}" if self.level is not None else "")
         partial = self.assistant_words if self.state == SPEAKING else self.user_words
         words = REDACTOR.redact(_CONTROL.sub(" ", partial)).strip()
         if words:
@@ -108,8 +145,9 @@ class Console:
             if len(words) > room:
                 words = "…" + words[-(room - 1):]
             status = f"{status} {words}"
-        self.stream.write(_CLEAR_LINE + status[:width])
-        self.status_shown = True
+        with terminal.lock:
+            self.stream.write(_CLEAR_LINE + status[:width])
+            self.status_shown = True
 
     def disconnected(self, code: Optional[int], reconnecting: bool) -> None:
         why = f"code {code}" if code is not None else "network"
@@ -121,9 +159,8 @@ class Console:
 
     def end(self, reason: str) -> None:
         """Take the status line away and say how the session ended."""
-        if self.tty and self.status_shown:
-            self.stream.write(_CLEAR_LINE)
-            self.status_shown = False
+        terminal.release(self)
+        self.hide()
         self.state = None
         self.line(f"Session ended ({reason}).")
 
@@ -158,12 +195,24 @@ class Console:
         elif kind == "session.updated":
             if not self.ready:
                 self.ready = True
-                self.line("Ready." + (" Speak when you like; Ctrl+C stops." if self.tty else ""))
+                session = event.get("session") or {}
+                self.transcribed = bool(isinstance(session, Mapping) and session.get("input_audio_transcription"))
+                self.line(f"Ready. {self.ready_hint}".rstrip())
+                if not self.transcribed and self.input_kind in MICROPHONES | {"wav"}:
+                    self.line("(your words are not transcribed: set session.input_audio_transcription: "
+                              "{model: whisper-1} in the profile to see them)")
                 self.set_state(LISTENING)
         elif kind == "input_audio_buffer.speech_started":
             self.user_words = ""
-            self.set_state(LISTENING)
-        elif kind in ("input_audio_buffer.speech_stopped", "input_audio_buffer.committed"):
+            self.speech_started_ms = _number(event.get("audio_start_ms"))
+            self.set_state(USER_SPEAKING)
+        elif kind == "input_audio_buffer.speech_stopped":
+            started, stopped = self.speech_started_ms, _number(event.get("audio_end_ms"))
+            if not self.transcribed and started is not None and stopped is not None and stopped >= started:
+                self.line(f"You: (spoke {(stopped - started) / 1000:.1f} s)", final_words=True)
+            self.speech_started_ms = None
+            self.set_state(THINKING)
+        elif kind == "input_audio_buffer.committed":
             self.set_state(THINKING)
         elif kind == "conversation.item.input_audio_transcription.delta":
             self.user_words += event.get("delta") or ""
@@ -218,8 +267,9 @@ class Console:
             self.unplayed.discard(item_id)
             self.played.add(item_id)
             played = event.get("played_ms")
+            self.set_state(INTERRUPTED)
             self.line(f"[interrupted at {played / 1000:.1f} s]" if played is not None else "[interrupted]")
-            self.set_state(LISTENING)
+            self.set_state(USER_SPEAKING)
 
     def _item_created(self, item: Mapping[str, Any]) -> None:
         if item.get("type") == "function_call_output" and _id(item.get("id")) not in self.seeded:
@@ -254,6 +304,24 @@ class Console:
             self.line(f"warning: the response is incomplete ({reason or 'no reason given'})")
         if not self.unplayed and self.state != LISTENING:
             self.set_state(LISTENING)
+
+
+def level_meter(chunk: bytes) -> str:
+    """Eight cells for the chunk's loudness, from -60 dBFS (empty) to 0 dBFS (full)."""
+    import math
+
+    import numpy as np
+
+    samples = np.frombuffer(chunk[: len(chunk) - len(chunk) % 2], dtype="<i2").astype(np.float32)
+    rms = float(np.sqrt(np.mean(samples * samples))) / 32768.0 if samples.size else 0.0
+    db = 20 * math.log10(rms) if rms > 0 else -120.0
+    eighths = round(max(0.0, min(1.0, (db + 60) / 60)) * 64)  # 8 cells of 8 steps each
+    cells, rest = divmod(eighths, 8)
+    return ("█" * cells + (LEVEL_BARS[rest] if rest else "")).ljust(8)
+
+
+def _number(value: Any) -> Optional[float]:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _content_text(content: Any) -> str:
@@ -293,12 +361,34 @@ def voicepipe_session_start(ctx: Any) -> None:
     )
     if ctx.profile.connection.get("agent"):
         console.assistant_label = "Agent"
+    console.input_kind, console.ready_hint = _input_description(ctx.profile, tty)
+    if tty and not console.quiet:
+        terminal.claim(console)
+
+
+def _input_description(profile: Any, tty: bool) -> tuple[str, str]:
+    """The input backend's name, and what the "Ready." line says about how to talk."""
+    section = (profile.section("audio") or {}).get("input")
+    backend = section.get("backend") if isinstance(section, Mapping) else section
+    kind = str(backend or "null").lower()
+    typing = "type a message and Enter to send it as text, " if tty else ""
+    if kind in MICROPHONES:
+        return kind, f"Speak when you like; {typing}q or Ctrl+C stops."
+    if kind == "wav" and isinstance(section, Mapping):
+        return kind, f"Sending {str(section.get('file'))} as the user's voice."
+    if tty:
+        return kind, f"No microphone in this profile: {typing}q or Ctrl+C stops."
+    return kind, ""
 
 
 @voicepipe.hookimpl
 def voicepipe_event(event: Any, ctx: Any) -> None:
     console = ctx.stash.get(STASH_KEY)
     if console is not None:
+        if not console.ready and console.tty and console.input_kind in MICROPHONES and event.get("type") == "session.updated":
+            audio = ctx.stash.get("audio")
+            if audio is not None:  # the level meter: the audio plugin hands over each microphone chunk
+                audio.level_listener = console.on_input_level
         console.on_event(event)
 
 
