@@ -7,6 +7,7 @@ import shutil
 
 import numpy as np
 import pytest
+from g711_reference import G711_FULL_SCALE, G711_REFERENCE, NOT_ENCODED
 
 from voicepipe.emulator.formats import decode_input, encode_output
 from voicepipe.emulator.vad import EnergyVad
@@ -84,6 +85,15 @@ def test_g711_round_trip(fmt: str):
     error = decoded - samples
     snr = 10 * np.log10(np.sum(samples.astype(np.float64) ** 2) / np.sum(error**2))
     assert snr > 25  # G.711 keeps about 38 dB on speech
+
+
+@pytest.mark.parametrize("fmt", sorted(G711_REFERENCE))
+def test_g711_codes_decode_and_encode_as_the_standard_tables_say(fmt: str):
+    for code, sample in G711_REFERENCE[fmt]:
+        assert decode_input(bytes([code]), fmt).tolist() == [sample], (fmt, hex(code), sample)
+        if code not in NOT_ENCODED:
+            assert encode_output(np.array([sample], np.int16), fmt) == bytes([code]), (fmt, sample, hex(code))
+    assert encode_output(np.array([32767, -32768], np.int16), fmt) == G711_FULL_SCALE[fmt]
 
 
 def test_g711_output_chunks_are_one_byte_per_sample():

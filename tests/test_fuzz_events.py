@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 import voicepipe
+from fuzzing import fuzz_property, properties, run_randomized
 from session_script import NullLog, cassette_dir
 from voicepipe.errors import UsageError
 from voicepipe.plugins import configure_plugins, make_plugin_manager
@@ -316,28 +317,31 @@ def check_replay(records: list[dict], without: Iterable[str] = ("audio",)) -> No
 # -- properties -----------------------------------------------------------------------------------------
 
 
-@FUZZ
-@given(raw_events=st.lists(events(), min_size=1, max_size=25))
+@fuzz_property(FUZZ, raw_events=st.lists(events(), min_size=1, max_size=25))
 def test_random_events_never_make_a_plugin_fail(raw_events):
     check_replay(server_records(raw_events))
 
 
-@settings(FUZZ, max_examples=120)
-@given(raw_events=mutated_recording())
+@fuzz_property(settings(FUZZ, max_examples=120), raw_events=mutated_recording())
 def test_mutated_recordings_never_make_a_plugin_fail(raw_events):
     check_replay(server_records(raw_events))
 
 
-@FUZZ
-@given(records=recording())
+@fuzz_property(FUZZ, records=recording())
 def test_recordings_with_nonsense_times_milestones_and_client_events_replay(records):
     check_replay(records)
 
 
-@FUZZ
-@given(raw_events=st.one_of(mutated_recording(), st.lists(events(), min_size=1, max_size=15)))
+@fuzz_property(FUZZ, raw_events=st.one_of(mutated_recording(), st.lists(events(), min_size=1, max_size=15)))
 def test_with_the_audio_plugin_no_plugin_fails(raw_events):
     check_replay(server_records(raw_events), without=())
+
+
+@pytest.mark.fuzz
+@pytest.mark.parametrize("prop", properties(globals()), ids=lambda prop: prop.__name__)
+def test_properties_on_random_examples(prop):
+    """``-m fuzz`` only: each property above on new random examples, for a bounded time."""
+    run_randomized(prop)
 
 
 # -- the defects these properties found, as plain examples --------------------------------------------------

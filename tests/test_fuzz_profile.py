@@ -15,7 +15,8 @@ from typing import Any, Iterable
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from fuzzing import fuzz_property, properties, run_randomized
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from voicepipe.cli import main
@@ -268,27 +269,23 @@ def extends_family(draw: Any) -> dict[str, str]:
 # -- properties -----------------------------------------------------------------------------------------
 
 
-@FUZZ
-@given(content=st.one_of(st.binary(max_size=200), st.text(max_size=200)))
+@fuzz_property(FUZZ, content=st.one_of(st.binary(max_size=200), st.text(max_size=200)))
 def test_arbitrary_bytes_and_text(folder, content):
     check_load(write(folder / "fuzz.yaml", content))
 
 
-@FUZZ
-@given(text=yaml_lines())
+@fuzz_property(FUZZ, text=yaml_lines())
 def test_nearly_yaml_text(folder, text):
     check_load(write(folder / "fuzz.yaml", text))
 
 
-@FUZZ
-@given(data=plain_values)
+@fuzz_property(FUZZ, data=plain_values)
 def test_valid_yaml_of_any_structure(folder, data):
     check_load(write(folder / "fuzz.yaml", yaml.safe_dump(data, allow_unicode=True)))
 
 
-@FUZZ
-@given(where=st.sampled_from(["session.extra", "session.turn_detection.extra", "session.tools.0.parameters"]),
-       value=plain_values)
+@fuzz_property(FUZZ, where=st.sampled_from(["session.extra", "session.turn_detection.extra", "session.tools.0.parameters"]),
+               value=plain_values)
 def test_values_sent_to_the_service_as_written(folder, where, value):
     session: dict = {"turn_detection": {"type": "server_vad"}, "tools": [{"type": "function", "name": "f"}]}
     *parents, last = where.split(".")[1:]
@@ -299,32 +296,35 @@ def test_values_sent_to_the_service_as_written(folder, where, value):
     check_load(write(folder / "fuzz.yaml", yaml.safe_dump({"session": session}, allow_unicode=True)))
 
 
-@FUZZ
-@given(source=st.sampled_from(SOURCES), data=st.data())
+@fuzz_property(FUZZ, source=st.sampled_from(SOURCES), data=st.data())
 def test_mutated_profiles_read_as_data(folder, source, data):
     mutated = data.draw(mutated_data(yaml.safe_load(source)))
     check_load(write(folder / "fuzz.yaml", yaml.safe_dump(mutated, allow_unicode=True, sort_keys=False)))
 
 
-@FUZZ
-@given(source=st.sampled_from(SOURCES), data=st.data())
+@fuzz_property(FUZZ, source=st.sampled_from(SOURCES), data=st.data())
 def test_mutated_profiles_as_text(folder, source, data):
     check_load(write(folder / "fuzz.yaml", data.draw(mutated_text(source))))
 
 
-@FUZZ
-@given(family=extends_family(), sets=overrides)
+@fuzz_property(FUZZ, family=extends_family(), sets=overrides)
 def test_extends_families_and_overrides(folder, family, sets):
     for name, text in family.items():
         write(folder / name, text)
     check_load(folder / "fuzz.yaml", sets)
 
 
-@settings(FUZZ, max_examples=30)
-@given(source=st.sampled_from(SOURCES), data=st.data(), sets=overrides)
+@fuzz_property(settings(FUZZ, max_examples=30), source=st.sampled_from(SOURCES), data=st.data(), sets=overrides)
 def test_validate_command_never_shows_a_traceback(folder, capsys, source, data, sets):
     text = data.draw(st.one_of(mutated_text(source), st.just(source)))
     check_validate(write(folder / "fuzz.yaml", text), capsys, sets)
+
+
+@pytest.mark.fuzz
+@pytest.mark.parametrize("prop", properties(globals()), ids=lambda prop: prop.__name__)
+def test_properties_on_random_examples(prop, folder, capsys):
+    """``-m fuzz`` only: each property above on new random examples, for a bounded time."""
+    run_randomized(prop, folder=folder, capsys=capsys)
 
 
 def test_the_real_profiles_still_validate(folder, capsys):

@@ -5,6 +5,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from installed_dist import install_distribution
 
 from voicepipe.errors import UsageError
 from voicepipe.plugins import BUILTINS, make_plugin_manager
@@ -87,12 +88,15 @@ def test_dotted_module_plugin(tmp_path, monkeypatch):
 
 
 def test_entry_point_plugins_load_after_builtins(tmp_path, monkeypatch):
-    module = SimpleNamespace(voicepipe_session_start=lambda ctx: None)
-    dist = SimpleNamespace(name="voicepipe-extra", version="1.2")
-    ep = SimpleNamespace(name="extra", value="voicepipe_extra", dist=dist, load=lambda: module)
-    import importlib.metadata
-
-    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [ep] if group == "voicepipe" else [])
+    site = install_distribution(
+        tmp_path / "site", "voicepipe-extra", "1.2",
+        "[voicepipe]\nextra = voicepipe_extra\n\n[voicepipe.other]\nnot_a_plugin = voicepipe_extra\n",
+        {"voicepipe_extra": "def voicepipe_session_start(ctx):\n    pass\n"},
+    )
+    monkeypatch.syspath_prepend(str(site))
     pm = make_plugin_manager(fake_profile(tmp_path), autoload=True)
     infos = pm.describe()
-    assert infos[-1].name == "extra" and infos[-1].source == "entry point voicepipe-extra 1.2"
+    assert [i.name for i in infos] == list(BUILTINS) + ["extra"]
+    assert infos[-1].source == "entry point voicepipe-extra 1.2"
+    assert infos[-1].hooks == ["voicepipe_session_start"]
+    assert [i.name for i in make_plugin_manager(fake_profile(tmp_path), autoload=False).describe()] == list(BUILTINS)

@@ -6,6 +6,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from installed_dist import install_distribution
 
 from voicepipe.errors import ProfileError
 from voicepipe.profile import load_profile
@@ -453,7 +454,10 @@ def test_a_plugin_section_without_the_plugin_is_unknown(tmp_path):
 
 
 def test_a_section_of_an_installed_plugin_is_accepted(tmp_path, monkeypatch):
-    monkeypatch.setattr("voicepipe.profile.schema.installed_plugin_names", lambda: {"acme_alerts"})
+    path = write(tmp_path, "acme_alerts: {level: high}\n")
+    assert only_problem(path).startswith(f"{path}:1:1: acme_alerts: unknown key")
+    site = install_distribution(tmp_path / "site", "acme-alerts", "0.3", "[voicepipe]\nacme_alerts = acme_alerts\n", {})
+    monkeypatch.syspath_prepend(str(site))
     profile = valid(tmp_path, "acme_alerts: {level: high}\n")
     assert profile.section("acme_alerts") == {"level": "high"}
 

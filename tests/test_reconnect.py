@@ -3,12 +3,16 @@
 Every test runs a real session against the embedded emulator, whose scenario injects the fault.
 """
 
+import asyncio
+import base64
 import json
 
+import numpy as np
 import pytest
 from emulator_helpers import served_emulator
 from faulty_session import Driver, log_records, write_profile
 
+from voicepipe.audio.base import AudioInput
 from voicepipe.errors import SessionError
 from voicepipe.reconnect import AudioGap, ReconnectPolicy, seed_events
 
@@ -125,25 +129,90 @@ def test_a_normal_close_by_the_server_is_not_a_drop(voicepipe_run, tmp_path):
     assert driver.disconnects == []
 
 
-def test_audio_captured_during_the_gap_is_kept_within_the_bound(voicepipe_run, tmp_path):
+class GapMicrophone:
+    """A plugin with a microphone (backend ``gap-mic``) that, once the connection is lost, captures
+    eight numbered 20 ms chunks (every sample of chunk ``n`` is ``n + 1``: too quiet for the VAD)
+    and then nothing until the connection is back; otherwise silence, paced like a device."""
+
+    __name__ = "gap-mic"
+    CAPTURED = 8
+
+    def __init__(self):
+        self.lost = self.back = None
+
+    def voicepipe_audio_backend(self, name, direction, options):
+        if name == "gap-mic" and direction == "input":
+            return _GapInput(self)
+        return None
+
+    def voicepipe_disconnected(self, code, reconnecting):
+        self.back.clear()
+        self.lost.set()
+
+    def voicepipe_reconnected(self, attempts):
+        self.back.set()
+
+
+class _GapInput(AudioInput):
+    def __init__(self, mic: GapMicrophone):
+        self.mic = mic
+
+    async def open(self, sample_rate, frames_per_chunk):
+        self.frames = frames_per_chunk
+        self.closed = asyncio.Event()
+        self.mic.lost, self.mic.back = asyncio.Event(), asyncio.Event()
+
+    async def __aiter__(self):
+        while not self.closed.is_set():
+            if self.mic.lost.is_set():
+                self.mic.lost.clear()
+                for n in range(GapMicrophone.CAPTURED):
+                    yield np.full(self.frames, n + 1, dtype="<i2").tobytes()
+                await _first(self.mic.back, self.closed)
+                continue
+            yield bytes(2 * self.frames)
+            await _first(self.mic.lost, self.closed, timeout=0.02)
+
+    async def close(self):
+        self.closed.set()
+
+
+async def _first(*events, timeout=None):
+    """Wait until one of ``events`` is set (or ``timeout`` seconds)."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    for wait in waits:
+        wait.cancel()
+
+
+def test_audio_captured_during_the_gap_is_kept_within_the_bound(voicepipe_run, tmp_path, monkeypatch):
+    monkeypatch.setenv("AZURE_VOICELIVE_API_KEY", "test-key")
     profile = write_profile(
         tmp_path,
-        "{attempts: 3, initial_delay_s: 0.4, buffer_audio_s: 0.1}",
+        "{attempts: 3, initial_delay_s: 0.01, buffer_audio_s: 0.1}",
         "- {after: {event: response.done}, action: close, code: 1011, connection: 1}\n",
     )
-    driver = Driver(answers=2)
-    result = voicepipe_run(profile, plugins=[driver], emulator=False)
+    driver, mic = Driver(answers=2), GapMicrophone()
+    with served_emulator(tmp_path / "scenario.yaml") as emulator:
+        result = voicepipe_run(profile, plugins=[driver, mic], emulator=False,
+                               overrides=[f"connection.endpoint={emulator.url}", "audio.input={backend: gap-mic}"])
     assert result.exit_code == 0
     (gap,) = log_records(result, "audio_gap")
-    # at least 0.2 s without a connection, 20 ms chunks of silence: the newest 0.1 s are kept
-    assert 0.0 < gap["kept_s"] <= 0.1 + 1e-9
-    assert gap["dropped_s"] > 0
-    assert driver.reconnects[0]["buffered_s"] == pytest.approx(gap["kept_s"], abs=1e-3)
+    # eight 20 ms chunks captured without a connection (and perhaps some silence before them):
+    # the newest 0.1 s are kept
+    assert gap["kept_s"] == pytest.approx(0.1, abs=1e-3)
+    assert gap["dropped_s"] >= 0.06 - 1e-3
+    assert driver.reconnects[0]["buffered_s"] == pytest.approx(0.1, abs=1e-3)
+
+    # the new connection is configured, re-seeded, then sent the kept chunks, oldest first
     second = [i for i, e in enumerate(result.client_events) if e["type"] == "session.update"][1]
-    after = [e["type"] for e in result.client_events[second + 1:]]
-    # the kept audio follows the configuration and the re-seeded items
-    first_append = after.index("input_audio_buffer.append")
-    assert after[:first_append] == ["conversation.item.create"] * 2
+    after = result.client_events[second + 1:]
+    assert [e["type"] for e in after[:7]] == ["conversation.item.create"] * 2 + ["input_audio_buffer.append"] * 5
+    first_samples = [int.from_bytes(base64.b64decode(e["audio"])[:2], "little") for e in after[2:7]]
+    assert first_samples == [4, 5, 6, 7, 8]
+    # and the service received them there
+    received = [e["type"] for e in emulator.connections[1].client_events]
+    assert received[:8] == ["session.update"] + ["conversation.item.create"] * 2 + ["input_audio_buffer.append"] * 5
 
 
 # -- the policy on its own ---------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Soak: many concurrent sessions in one process for minutes; descriptors, tasks and memory stay flat.
 
-Excluded from the default run (``-m "not soak"`` in pyproject.toml); run it with::
+Excluded from the default run (``-m "not soak and not fuzz"`` in pyproject.toml); run it with::
 
     ./dev test -m soak          # add -s to see the figures
 

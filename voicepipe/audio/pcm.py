@@ -223,8 +223,9 @@ def _tables(fmt: str) -> tuple[Any, Any]:
     if fmt not in _G711_DECODE:
         codes = np.arange(256, dtype=np.uint8)
         decode = _ulaw_to_linear(codes) if fmt == "g711_ulaw" else _alaw_to_linear(codes)
-        # encode by nearest decoded level: sort the 256 levels and search every 16-bit value once
-        order = np.argsort(decode, kind="stable")
+        # encode by nearest decoded level: sort the 256 levels and search every 16-bit value once;
+        # of mu-law's two zeros (0x7F, 0xFF) the higher code sorts first: G.711 encodes 0 as 0xFF
+        order = np.lexsort((-codes.astype(np.int32), decode))
         levels = decode[order].astype(np.int32)
         values = np.arange(-32768, 32768, dtype=np.int32)
         pos = np.clip(np.searchsorted(levels, values), 1, 255)
