@@ -133,7 +133,7 @@ class VoicepipeProcess:
     def __init__(self, profile: Path, log_dir: Path, *args: str):
         env = dict(os.environ, AZURE_VOICELIVE_API_KEY=FAKE_KEY, VOICEPIPE_DISABLE_PLUGIN_AUTOLOAD="1")
         env.pop("AZURE_VOICELIVE_ENDPOINT", None)
-        self.args = [sys.executable, "-m", "voicepipe", "run", str(profile), "--log-dir", str(log_dir), *args]
+        self.args = [sys.executable, "-m", "voicepipe", "run", str(profile), "--log-dir", str(log_dir), "-v", *args]
         self.proc = subprocess.Popen(
             self.args,
             stdin=subprocess.PIPE,

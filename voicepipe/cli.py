@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     profile_overrides(run)
     run.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this many seconds")
     run.add_argument("--quiet", action="store_true", help="print only each turn's final words")
+    run.add_argument("-v", "--verbose", action="count", default=0,
+                     help="show the technical log on the console too: -v info, -vv debug (it is always in the run folder)")
     run.add_argument("--log-dir", metavar="DIR", help="where run folders go (default: the profile's logging.dir, else logs/)")
 
     validate = commands.add_parser("validate", help="check profiles without connecting (exit 0 or 2)")
@@ -170,6 +172,7 @@ def _load(path: str, overrides: Sequence[str]):
 
 def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
+    import shutil
 
     from voicepipe.connection import resolve_target
     from voicepipe.logsetup import configure_logging, shutdown_logging
@@ -184,19 +187,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     resolve_target(profile)  # credential and endpoint problems end here, before any file is written
     run_dir = make_run_dir(profile, base=args.log_dir)
     settings = profile.logging
+    console_level = {0: settings.get("level", "WARNING"), 1: "INFO"}.get(args.verbose, "DEBUG")
     log = configure_logging(
         run_dir,
-        console_level=settings.get("level", "INFO"),
+        console_level="ERROR" if args.quiet else console_level,
         file_level=settings.get("file_level", "DEBUG"),
         azure_level=settings.get("azure_level", "WARNING"),
     )
-    print(f"run folder: {run_dir}", file=sys.stderr)
-    runner = SessionRunner(profile, pm, run_dir, log, duration=args.duration, handle_signals=True, watch_stdin=True)
+    where = f"run folder: {_redact(str(run_dir))}"
+    runner = SessionRunner(
+        profile, pm, run_dir, log, duration=args.duration, handle_signals=True, watch_stdin=True,
+        on_connected=None if args.quiet else lambda: print(where, file=sys.stderr, flush=True),
+    )
     try:
         return asyncio.run(runner.run())
     finally:
         shutdown_logging()
-        print(f"run folder: {run_dir}", file=sys.stderr)
+        if not runner.connected and _only_the_log_in(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing happened: the error line says why
+        elif not args.quiet:
+            print(where, file=sys.stderr)
+
+
+def _only_the_log_in(run_dir) -> bool:
+    from voicepipe.logsetup import LOG_FILE_NAME
+
+    return all(path.name == LOG_FILE_NAME for path in run_dir.iterdir())
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ import signal
 import stat
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping, Optional, Sequence
 
 from voicepipe.connection import Target, connect, open_credential, resolve_target
 from voicepipe.errors import SessionError, UsageError
@@ -35,8 +35,11 @@ if TYPE_CHECKING:
     from voicepipe.profile import Profile
 
 DEFAULT_SESSION_TIMEOUT_S = 15.0
+#: the longest line typed at the terminal that is sent as a message (longer ones are dropped)
+MAX_TYPED_BYTES = 4096
 DEFAULT_INPUT_RATE = 24000
 _CLOSE = object()
+_OVERLONG = b"\x00overlong"
 #: stop reasons that end the process with exit code 0
 CLEAN_REASONS = {"user", "duration", "input_finished", "server_closed", "replay_finished", "caller_hung_up", "server_draining"}
 
@@ -68,8 +71,10 @@ class SessionRunner:
         handle_signals: bool = False,
         watch_stdin: bool = False,
         transport: Any = None,
+        on_connected: Optional[Callable[[], None]] = None,
     ):
         self.profile = profile
+        self.on_connected = on_connected
         self.log = log
         self.duration = duration if duration is not None else profile.runtime.get("duration_s")
         self.handle_signals = handle_signals
@@ -83,6 +88,8 @@ class SessionRunner:
         self.close_code: Optional[int] = None
         #: how many times the connection was opened again after a drop
         self.reconnects = 0
+        #: whether a connection was ever open
+        self.connected = False
         self._link: Optional[_Link] = None
         self._gap: Optional[AudioGap] = None  # set while disconnected
         self._dropped_events: dict[str, int] = {}
@@ -167,7 +174,10 @@ class SessionRunner:
         current: Optional[_Link] = link
         try:
             self._attach(link)
+            self.connected = True
             self.log.info("connected", target=target.describe())
+            if self.on_connected is not None:
+                self.on_connected()
             await self.pipeline.start()
             while current is not None:
                 await self._wake.wait()
@@ -474,9 +484,23 @@ class SessionRunner:
             self.request_stop("user")
             return
         *lines, partial = (self._stdin_partial + data).split(b"\n")
-        self._stdin_partial = partial if len(partial) <= 64 else b"-"  # too long to be a command
-        if any(line.strip().lower() in (b"q", b"quit", b"exit") for line in lines):
-            self.request_stop("user")
+        # an overlong line is dropped whole: its rest arrives marked, and is dropped too
+        self._stdin_partial = partial if len(partial) <= MAX_TYPED_BYTES else _OVERLONG
+        for line in lines:
+            if line.startswith(_OVERLONG):
+                continue
+            typed = line.strip()
+            if typed.lower() in (b"q", b"quit", b"exit"):
+                self.request_stop("user")
+                return
+            if typed and len(typed) <= MAX_TYPED_BYTES:
+                self._say(typed.decode("utf-8", "replace"))
+
+    def _say(self, text: str) -> None:
+        """A line typed at the terminal: a user message, then an answer to it."""
+        item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+        self._enqueue({"type": "conversation.item.create", "item": item})
+        self._enqueue({"type": "response.create"})
 
 
 def _stdin_kind() -> str:
