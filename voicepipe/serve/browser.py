@@ -138,9 +138,11 @@ class BrowserTransport(Transport):
         self.input = CallerInput()
         self.output = BrowserOutput(self)
         self.plugin = PagePlugin(self)
+        #: messages waiting behind a send the socket made wait (or queued before run())
         self._outbox: deque = deque()
-        self._wake = asyncio.Event()
-        self._sender: Optional[asyncio.Task] = None
+        self._started = False
+        #: the task finishing a send that had to wait and the messages queued behind it
+        self._sender: Optional[asyncio.Future] = None
         self._closing: Optional[str] = None
         self._hung_up = False
         self._text_budget = TEXT_BURST
@@ -161,6 +163,12 @@ class BrowserTransport(Transport):
     def _queue(self, message: Any) -> None:
         if self._closing is not None or self.ws.closed:
             return
+        if self._sender is None or self._sender.done():
+            if self._outbox or self._started is False:
+                self._outbox.append(message)
+                return
+            self._write_now(message)
+            return
         if len(self._outbox) >= MAX_OUTBOX:
             self._problem("page_not_reading", "the page stopped reading; ending the call")
             self._closing = "caller_not_reading"
@@ -168,19 +176,46 @@ class BrowserTransport(Transport):
             asyncio.get_running_loop().create_task(self.ws.close(code=1008, message=b"not reading"))
             return
         self._outbox.append(message)
-        self._wake.set()
 
-    async def _send_loop(self) -> None:
-        ws, outbox, wake = self.ws, self._outbox, self._wake
-        while True:
-            while outbox:
-                message = outbox.popleft()
+    def _write_now(self, message: Any) -> None:
+        """Write ``message`` to the socket now, without a trip through the event loop: an
+        uncompressed frame is written before the send's first await, which only waits when the
+        socket is backed up. Then the rest of that send, and every message queued meanwhile, is
+        finished by a task, in order."""
+        send = self.ws.send_bytes(message) if type(message) is bytes else self.ws.send_str(message)
+        try:
+            waiting = send.send(None)
+        except StopIteration:
+            return
+        except Exception as exc:  # the socket is closing: the reader sees the end
+            self._problem("send_failed", f"{type(exc).__name__}: {exc}")
+            return
+        self._sender = asyncio.ensure_future(self._finish(send, waiting))
+
+    async def _finish(self, send: Any, waiting: Any) -> None:
+        try:
+            while True:  # drive the send that is waiting for the socket to drain
+                await waiting
+                try:
+                    waiting = send.send(None)
+                except StopIteration:
+                    break
+        except Exception as exc:
+            self._problem("send_failed", f"{type(exc).__name__}: {exc}")
+            return
+        await self._finish_queued()
+
+    async def _finish_queued(self) -> None:
+        try:
+            while self._outbox:
+                message = self._outbox.popleft()
                 if type(message) is bytes:
-                    await ws.send_bytes(message)
+                    await self.ws.send_bytes(message)
                 else:
-                    await ws.send_str(message)
-            wake.clear()
-            await wake.wait()
+                    await self.ws.send_str(message)
+        except Exception as exc:  # the socket is closing: the reader sees the end
+            self._outbox.clear()
+            self._problem("send_failed", f"{type(exc).__name__}: {exc}")
 
     async def _announce_ready(self) -> None:
         input_rate = await self.input.rate()
@@ -190,7 +225,9 @@ class BrowserTransport(Transport):
     # -- from the page -------------------------------------------------------------------------
 
     async def run(self) -> str:
-        self._sender = asyncio.ensure_future(self._send_loop())
+        self._started = True
+        if self._outbox:
+            self._sender = asyncio.ensure_future(self._finish_queued())
         ready = asyncio.ensure_future(self._announce_ready())
         try:
             async for message in self.ws:
@@ -266,11 +303,14 @@ class BrowserTransport(Transport):
             self._closing = reason
             if not self.ws.closed:
                 # what is queued (the last transcript, `ended`) goes out first, briefly
-                self._outbox.append(json.dumps({"type": "ended", "reason": reason}))
-                self._wake.set()
-                deadline = self.clock() + CLOSE_FLUSH_S
-                while self._outbox and self._sender is not None and not self._sender.done() and self.clock() < deadline:
-                    await asyncio.sleep(0.01)
+                message = json.dumps({"type": "ended", "reason": reason})
+                if self._sender is None or self._sender.done():
+                    self._outbox.append(message)
+                    self._sender = asyncio.ensure_future(self._finish_queued())
+                else:
+                    self._outbox.append(message)
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(asyncio.shield(self._sender), CLOSE_FLUSH_S)
         if self._sender is not None:
             self._sender.cancel()
             with contextlib.suppress(BaseException):
