@@ -119,3 +119,28 @@ turns:
     result.assert_outcomes(passed=1, failed=2)
     result.stdout.fnmatch_lines(["*says_none: said \"Caspian\", which it must not*",
                                  "*broken.conversation.yaml:1:10: profile: expected a profile path, got 3*"])
+
+
+def test_a_dropped_connection_fails_the_conversation_with_the_reason(tmp_path, capsys):
+    scenario = _write(tmp_path, """turns:
+  - user: What is the largest lake in the world?
+    assistant: The Caspian Sea.
+faults:
+  - after: {event: response.created, count: 1}
+    action: close
+    code: 1011
+""", "drop.yaml")
+    path = _write(tmp_path, f"""profile: {ROOT / 'profiles' / 'demo.yaml'}
+scenario: {scenario.name}
+set: [connection.reconnect.attempts=0]
+turns:
+  - text: What is the largest lake in the world?
+    expect: {{says_any: [Caspian]}}
+  - text: And the deepest?
+""")
+    assert main(["test", str(path), "--log-dir", str(tmp_path / "logs")]) == 1
+    out = capsys.readouterr().out
+    assert "error: the server closed the connection (code 1011)" in out
+    assert "FAIL turn 2: And the deepest?" in out and "answer: not run (an earlier turn did not finish)" in out
+    (folder,) = (tmp_path / "logs").iterdir()
+    assert json.loads((folder / "conversation.json").read_text(encoding="utf-8"))["passed"] is False

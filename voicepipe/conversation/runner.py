@@ -162,8 +162,10 @@ async def run_conversation(
         try:
             result.exit_code = await runner.run()
         except VoicepipeError as exc:
+            from voicepipe.redact import REDACTOR
+
             result.exit_code = exc.exit_code
-            result.error = str(exc)
+            result.error = REDACTOR.redact(str(exc))
         if result.error is None and runner.stop_reason not in ("input_finished",):
             result.error = f"the session ended early ({runner.stop_reason})"
         for turn, record in zip(conversation.turns, driver.records):
