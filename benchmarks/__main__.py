@@ -1,4 +1,4 @@
-"""Run the six benchmarks, print one table, and update BENCHMARKS.md.
+"""Run the benchmarks, print one table, and update BENCHMARKS.md.
 
     ./dev bench                         # = .venv/bin/python -m benchmarks
     python -m benchmarks --quick        # tiny sizes, to check that everything runs (BENCHMARKS.md untouched)
@@ -28,12 +28,12 @@ COMMAND = "./dev bench"
 COMMAND_EXPANDED = ".venv/bin/python -m benchmarks"
 START_MARK = "<!-- benchmark results: start (written by python -m benchmarks) -->"
 END_MARK = "<!-- benchmark results: end -->"
-NAMES = ("overhead", "barge-in", "playout", "memory", "concurrency", "start-up")
+NAMES = ("overhead", "barge-in", "playout", "memory", "concurrency", "start-up", "conversations")
 
 
 def _sizes(quick: bool) -> dict[str, Callable[[], list[dict]]]:
     """Benchmark name -> a call that runs it at the full or the quick size."""
-    from benchmarks import bargein, concurrency, memory, overhead, playout, startup
+    from benchmarks import bargein, concurrency, conversations, memory, overhead, playout, startup
 
     if quick:
         return {
@@ -43,6 +43,7 @@ def _sizes(quick: bool) -> dict[str, Callable[[], list[dict]]]:
             "memory": lambda: memory.run(minutes=1.0, warm_up_minutes=0.25),
             "concurrency": lambda: concurrency.run(steps=(3,), window_s=2.0),
             "start-up": lambda: startup.run(rounds=2),
+            "conversations": lambda: conversations.run(count=2, jobs=2),
         }
     return {
         "overhead": lambda: overhead.run(),
@@ -51,6 +52,7 @@ def _sizes(quick: bool) -> dict[str, Callable[[], list[dict]]]:
         "memory": lambda: memory.run(),
         "concurrency": lambda: concurrency.run(),
         "start-up": lambda: startup.run(),
+        "conversations": lambda: conversations.run(),
     }
 
 

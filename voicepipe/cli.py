@@ -20,6 +20,8 @@ examples:
   voicepipe validate profiles/*.yaml           check profiles without connecting
   voicepipe show profiles/ava.yaml             the session.update that would be sent
   voicepipe replay logs/<run folder>           feed a recorded session through the plugins again
+  voicepipe test conversations/                run the conversation tests, offline
+  voicepipe report logs/<run folder>           one HTML file: timeline, latency, transcript
 
 Azure: set AZURE_VOICELIVE_ENDPOINT, then either `az login` (Entra ID) or AZURE_VOICELIVE_API_KEY.
 """
@@ -97,6 +99,24 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("source", metavar="RUN_FOLDER_OR_EVENTS", help="a run folder, its events.jsonl, or a recorded cassette")
     replay.add_argument("--profile", metavar="PROFILE", help="profile whose plugins to use (default: built-ins)")
     replay.add_argument("--log-dir", metavar="DIR", help="where the replay's run folder goes")
+
+    test = commands.add_parser(
+        "test", help="run conversation tests: scripted calls and what the answers must show",
+        description="Run conversation files (*.conversation.yaml, or the files named): each turn is said, "
+        "typed or played to the profile's session, and its answer checked. Prints pass/fail per turn; exit 0 "
+        "when all pass, 1 when one fails, 2 for a file that is not valid.")
+    test.add_argument("paths", nargs="+", metavar="PATH", help="conversation files or folders (searched for "
+                      "*.conversation.yaml)")
+    profile_overrides(test)
+    test.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="run N conversations at a time (default 1)")
+    test.add_argument("--junit", metavar="FILE", help="also write the results as JUnit XML")
+    test.add_argument("--pace", choices=["auto", "fast", "realtime"], help="override every file's pace")
+    test.add_argument("--log-dir", metavar="DIR", help="where run folders go (default: the profile's logging.dir, else logs/)")
+    test.add_argument("--no-report", action="store_true", help="do not write report.html into each run folder")
+
+    report = commands.add_parser("report", help="write a run folder's report.html (timeline, latency, transcript)")
+    report.add_argument("run_folder", metavar="RUN_FOLDER")
+    report.add_argument("-o", "--output", metavar="FILE", help="where to write it (default RUN_FOLDER/report.html)")
     return parser
 
 
@@ -341,3 +361,50 @@ def _replay_profile():
     from voicepipe.profile import Profile
 
     return Profile.empty("replay")
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from voicepipe.conversation.output import print_result, print_summary
+    from voicepipe.conversation.runner import run_many
+    from voicepipe.conversation.spec import collect, load_conversation
+    from voicepipe.errors import ProfileError, UsageError
+    from voicepipe.logsetup import configure_logging, shutdown_logging
+
+    if args.jobs < 1:
+        raise UsageError(f"--jobs: expected a number >= 1, got {args.jobs}")
+    files = collect(args.paths)
+    if not files:
+        raise UsageError(f"no conversation files (*.conversation.yaml) in {' '.join(args.paths)}")
+    conversations, bad = [], False
+    for path in files:
+        try:
+            conversations.append(load_conversation(path))
+        except ProfileError as exc:
+            bad = True
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+        except UsageError as exc:
+            bad = True
+            print(str(exc), file=sys.stderr)
+    if bad:
+        return 2
+    configure_logging(None, console_level="WARNING", session_files=True)
+    try:
+        results = asyncio.run(run_many(conversations, jobs=args.jobs, on_result=print_result, overrides=args.set,
+                                       pace=args.pace, log_dir=args.log_dir, report=not args.no_report))
+    finally:
+        shutdown_logging()
+    if args.junit:
+        from voicepipe.conversation.junit import write_junit
+
+        write_junit(results, args.junit)
+    return print_summary(results)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from voicepipe.report import write_report
+
+    print(write_report(args.run_folder, args.output))
+    return 0

@@ -215,3 +215,27 @@ def voicepipe_session_end(ctx: SessionContext, reason: str) -> Awaitable[None] |
     connecting failed (then ``ctx.session_id`` is ``None``). Flush and close files here, print
     summaries. May return an awaitable; it is awaited with a bounded timeout.
     """
+
+
+@hookspec
+def voicepipe_judge_turn(
+    turn: Mapping[str, Any], criteria: Any, conversation: str
+) -> bool | tuple[bool, str] | Mapping[str, Any] | Awaitable[Any] | None:
+    """Grade one turn of a conversation test (``voicepipe test``, or a conversation file under pytest).
+
+    Called after the conversation's session has ended, once for every turn whose ``expect`` has a
+    ``judge`` key, on every plugin of that session. ``criteria`` is the value of that key, as
+    written (a sentence such as ``"polite, and names the opening hours"``, or any mapping your
+    judge understands). ``conversation`` is the conversation's name. ``turn`` holds what the turn
+    did: ``turn`` (1-based), ``label``, ``user_text`` (what the caller said or typed, as the
+    service transcribed it), ``answer`` (the words of the answer), ``tool_calls`` (``name``,
+    ``arguments``, ``call_id`` each), ``interrupted``, ``voice_to_voice_ms`` (or ``None``),
+    ``statuses`` (of its responses), ``errors`` and ``failure`` (why it has no complete answer, or
+    ``None``).
+
+    Return ``None`` when this plugin does not judge these criteria, otherwise a verdict: ``True`` /
+    ``False``, a ``(passed, reason)`` pair, or ``{"passed": bool, "reason": str}``; the reason is
+    printed next to the turn. May return an awaitable (a judge that asks a model), which is awaited.
+    The turn fails when any verdict fails, or when no plugin returns one. voicepipe ships no judge:
+    one that calls a network service belongs in your own plugin, with its own timeout.
+    """

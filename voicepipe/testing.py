@@ -17,6 +17,12 @@ Fixtures:
     tests that drive the official SDK directly: ``connect(endpoint=voicelive_emulator.url, ...)``.
 
 ``run_profile`` is the same as ``voicepipe_run`` for use outside pytest.
+
+Conversation files (``*.conversation.yaml``, see :mod:`voicepipe.conversation.spec`) found where
+pytest collects are test items, one per file, run as ``voicepipe test`` runs them; with
+pytest-xdist (``pytest -n 4``) they are spread over the workers like any test. Their run folders go
+to the ``voicepipe_log_dir`` ini option's folder when it is set, else to pytest's temporary
+folder. A failure reports every failed check of every turn, and the run folder.
 """
 
 from __future__ import annotations
@@ -155,3 +161,68 @@ def voicelive_emulator():
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
         loop.close()
+
+
+# -- conversation files ------------------------------------------------------------------------------
+
+
+def pytest_addoption(parser: Any) -> None:
+    parser.addini("voicepipe_log_dir", "where conversation tests leave their run folders (default: pytest's tmp)",
+                  default="")
+
+
+def pytest_collect_file(file_path: Path, parent: Any) -> Any:
+    from voicepipe.conversation.spec import is_conversation_file
+
+    if is_conversation_file(file_path):
+        return ConversationFile.from_parent(parent, path=file_path)
+    return None
+
+
+class ConversationFile(pytest.File):
+    """A conversation file: one test item, the whole conversation."""
+
+    def collect(self) -> Iterable[pytest.Item]:
+        yield ConversationItem.from_parent(self, name=self.path.name)
+
+
+class ConversationFailed(Exception):
+    """A conversation whose checks failed; the message is the per-turn report."""
+
+
+class ConversationItem(pytest.Item):
+    def runtest(self) -> None:
+        from voicepipe.conversation.output import format_result
+        from voicepipe.conversation.runner import run_conversation
+        from voicepipe.conversation.spec import load_conversation
+        from voicepipe.logsetup import configure_logging, shutdown_logging
+
+        conversation = load_conversation(self.path)
+        configured = self.config.getini("voicepipe_log_dir")
+        if configured:
+            log_dir = Path(str(configured))
+            if not log_dir.is_absolute():
+                log_dir = Path(str(self.config.rootpath)) / log_dir
+        else:
+            log_dir = self.config._tmp_path_factory.mktemp(conversation.name)  # noqa: SLF001 - pytest's own tmp
+        configure_logging(None, console_level="WARNING", session_files=True)
+        try:
+            result = asyncio.run(run_conversation(conversation, log_dir=log_dir))
+        finally:
+            shutdown_logging()
+        if not result.passed:
+            raise ConversationFailed(format_result(result))
+
+    def repr_failure(self, excinfo: Any, style: Any = None) -> str:  # type: ignore[override]
+        from voicepipe.errors import ProfileError, VoicepipeError
+
+        if isinstance(excinfo.value, ConversationFailed):
+            return str(excinfo.value)
+        if isinstance(excinfo.value, ProfileError):
+            return "\n".join(excinfo.value.problems)
+        if isinstance(excinfo.value, VoicepipeError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Any, Optional[int], str]:
+        return self.path, 0, f"conversation {self.path.name}"
