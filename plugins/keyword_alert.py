@@ -4,8 +4,8 @@
     keyword_alert:
       keywords: [refund, cancel my account]
 
-When the user's words contain a keyword, it logs a warning, prints a line and appends a record to
-``alerts.jsonl`` in the run folder.
+When the user's words contain a keyword, it logs a warning (the console shows warnings) and appends
+a record to ``alerts.jsonl`` in the run folder.
 
 It is a class, so every session gets an instance of its own (``voicepipe serve`` runs many sessions
 in one process): settings and counts live on ``self``, never in module globals.
@@ -35,8 +35,6 @@ class KeywordAlert:
             return
         self.alerts += 1
         ctx.log.warning("keyword_alert", keywords=found, item_id=event.get("item_id"))
-        if ctx.transport is None:  # a served session has no terminal of its own
-            print(f"[keyword alert] {', '.join(found)}", flush=True)
         with open(ctx.run_dir / "alerts.jsonl", "a", encoding="utf-8") as alerts:
             alerts.write(json.dumps({"item_id": event.get("item_id"), "keywords": found, "transcript": said}) + "\n")
 

@@ -76,3 +76,11 @@ def test_token_breakdown_names_direction_and_kind():
 def test_a_summary_without_latencies_still_renders():
     text = format_table({"turns": 0, "interrupted": 0, "metrics": {"tool_ms": summarize([])}, "tokens": {}})
     assert text.splitlines() == ["metrics: 0 turns, 0 interrupted", "  no latency measured"]
+
+
+def test_the_table_says_how_interrupted_turns_are_counted():
+    summary = {"turns": 2, "interrupted": 1, "metrics": {"server_first_audio_ms": summarize([400.0])}, "tokens": {}}
+    heading, header, row = format_table(summary).splitlines()[:3]
+    assert heading.startswith("metrics: 2 turns, 1 interrupted (the latencies leave interrupted turns out")
+    assert row.split()[:2] == ["server_first_audio_ms", "1"]
+    assert "leave" not in format_table({**summary, "interrupted": 0}).splitlines()[0]

@@ -200,7 +200,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from voicepipe.rundir import make_run_dir
     from voicepipe.runtime import SessionRunner
 
-    overrides = list(args.set) + (["console.quiet=true"] if args.quiet else [])
+    overrides = list(args.set) + (["console.quiet=true", "metrics.table=false"] if args.quiet else [])
     profile = _load(args.profile, overrides)
     pm = make_plugin_manager(profile)
     configure_plugins(pm, profile)
@@ -223,10 +223,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         return asyncio.run(runner.run())
     finally:
         shutdown_logging()
+        if runner.connected and (profile.section("report") or {}).get("enabled", True):
+            _write_report(run_dir)
         if not runner.connected and _only_the_log_in(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing happened: the error line says why
         elif not args.quiet:
             print(where, file=sys.stderr)
+
+
+def _write_report(run_dir) -> None:
+    """report.html in the run folder; a report that cannot be made is a warning, not a failure of
+    the session (everything it is made from is on disk)."""
+    from voicepipe.errors import VoicepipeError
+    from voicepipe.report import write_report
+
+    try:
+        write_report(run_dir)
+    except (VoicepipeError, OSError, ValueError) as exc:
+        print(f"warning: no report.html: {_redact(str(exc))} (voicepipe report {run_dir} tries again)", file=sys.stderr)
 
 
 def _only_the_log_in(run_dir) -> bool:
@@ -350,11 +364,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
     configure_plugins(pm, profile)
     run_dir = make_run_dir(profile, base=args.log_dir)
     configure_logging(run_dir)
-    print(f"run folder: {run_dir}", file=sys.stderr)
     try:
         return asyncio.run(replay(profile, source, run_dir, pm=pm))
     finally:
         shutdown_logging()
+        print(f"replayed {source} into {_redact(str(run_dir))}", file=sys.stderr)
 
 
 def _replay_profile():

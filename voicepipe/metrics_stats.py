@@ -87,7 +87,10 @@ def format_table(summary: Mapping[str, Any]) -> str:
     """Render a ``metrics.json`` summary as a plain-text table (no colours, no terminal codes)."""
     turns = summary.get("turns", 0)
     interrupted = summary.get("interrupted", 0)
-    lines = [f"metrics: {turns} turn{'s' if turns != 1 else ''}, {interrupted} interrupted"]
+    heading = f"metrics: {turns} turn{'s' if turns != 1 else ''}, {interrupted} interrupted"
+    if interrupted:
+        heading += " (the latencies leave interrupted turns out; the token totals count every turn)"
+    lines = [heading]
     rows = [(name, stats) for name, stats in summary.get("metrics", {}).items() if stats.get("count")]
     if rows:
         width = max(len("metric"), *(len(name) for name, _ in rows))

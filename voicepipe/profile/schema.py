@@ -571,6 +571,7 @@ SECTIONS: dict[str, Spec] = {
     "transcript": Map({"enabled": Bool()}),
     "recorder": Map({"enabled": Bool(), "audio": Bool()}),
     "metrics": Map({"prometheus_port": Int(1, 65535), "otel": Bool(), "table": Bool()}),
+    "report": Map({"enabled": Bool()}),
     "tools": TOOLS,
 }
 
