@@ -64,3 +64,20 @@ def test_a_run_says_where_once_connected_and_writes_its_report(tmp_path):
     assert replayed.returncode == 0, replayed.stderr
     (replay_dir,) = (tmp_path / "replays").iterdir()
     assert f"replayed {run_dir} into {replay_dir}" in replayed.stderr
+
+
+def test_a_missing_microphone_ends_the_run_before_any_connection(voicelive_emulator, tmp_path):
+    profile = write_profile(
+        tmp_path, voicelive_emulator.url, audio_input="{backend: pyaudio, device: no such microphone 9f3}"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOICEPIPE")}
+    result = subprocess.run(
+        [sys.executable, "-m", "voicepipe", "run", str(profile), "--log-dir", str(tmp_path / "logs")],
+        env={**env, "AZURE_VOICELIVE_API_KEY": "test-key-0123456789"}, capture_output=True, text=True,
+        timeout=120, stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 2, result.stderr
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("voicepipe:")]
+    assert "audio.input" in line and "no such microphone 9f3" in line
+    assert "Traceback" not in result.stderr
+    assert voicelive_emulator.connections == []  # nothing was billed

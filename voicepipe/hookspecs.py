@@ -78,6 +78,17 @@ def voicepipe_session_config(profile: Profile, session: RequestSession) -> None:
 
 
 @hookspec
+def voicepipe_session_prepare(ctx: SessionContext) -> Awaitable[None] | None:
+    """Called once before connecting, when the run folder exists (not on replay).
+
+    Check what the session needs on this machine (a microphone, a speaker, a file) so that a
+    problem ends the session before a connection, which the service bills, is made: call
+    ``ctx.fail(message)`` with one line naming the profile key. ``ctx.session_id`` is ``None`` and
+    ``ctx.send`` drops events. May return an awaitable; the runtime awaits it before connecting.
+    """
+
+
+@hookspec
 def voicepipe_session_start(ctx: SessionContext) -> Awaitable[None] | None:
     """Called once the connection is open and ``session.update`` has been queued, before the
     first server event is dispatched.

@@ -183,6 +183,9 @@ class Pipeline:
 
     # -- the session's life ----------------------------------------------------------------------
 
+    async def prepare(self) -> None:
+        await self.call_and_await("voicepipe_session_prepare", "session_prepare", ctx=self.ctx)
+
     async def start(self) -> None:
         await self.call_and_await("voicepipe_session_start", "session_start", ctx=self.ctx)
 

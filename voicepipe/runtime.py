@@ -141,6 +141,11 @@ class SessionRunner:
         self.pipeline.call("voicepipe_session_config", "session_config", profile=self.profile, session=session)
         self._session_update = {"type": "session.update", "session": session.as_dict()}
         try:
+            await self.pipeline.prepare()
+            if self.ctx.usage_failure:  # a local problem: no connection is made
+                self.stop_reason = "error"
+                await self.pipeline.end("error")
+                raise UsageError(self.ctx.usage_failure)
             async with self._endpoint(target) as endpoint_url, open_credential(target) as credential:
                 self.log.info("connecting", target=target.describe())
 

@@ -93,6 +93,14 @@ class DeviceOutput(AudioOutput):
 
             self._resampler = StreamResampler(self.sample_rate, self.device_rate)
 
+    async def probe(self, sample_rate: int) -> None:
+        """Check, before any connection, that the device exists and takes a usable rate."""
+        await asyncio.to_thread(self._probe, int(sample_rate))
+
+    def _probe(self, session_rate: int) -> None:
+        """Resolve the device and its rate without opening a stream (worker thread); raise
+        :class:`UsageError` when it cannot be used."""
+
     def _make_queue(self, device_rate: int) -> PlaybackQueue:
         """Called by ``_start_stream`` once the device rate is known, before the stream starts."""
         self.queue = PlaybackQueue(device_rate)
@@ -222,6 +230,14 @@ class DeviceInput(AudioInput):
             from voicepipe.audio.resample import StreamResampler
 
             self._resampler = StreamResampler(self.device_rate, self.sample_rate)
+
+    async def probe(self, sample_rate: int) -> None:
+        """Check, before any connection, that the device exists and takes a usable rate."""
+        await asyncio.to_thread(self._probe, int(sample_rate))
+
+    def _probe(self, session_rate: int) -> None:
+        """Resolve the device and its rate without opening a stream (worker thread); raise
+        :class:`UsageError` when it cannot be used."""
 
     def device_frames_per_chunk(self, device_rate: int) -> int:
         """Frames per device buffer: one session chunk's duration at the device's rate."""

@@ -132,6 +132,13 @@ class PyAudioOutput(DeviceOutput):
         self._pa: Any = None
         self._stream: Any = None
 
+    def _probe(self, session_rate: int) -> None:
+        pa = _new_pyaudio()
+        try:
+            _open(pa, _import(), "output", self.device, session_rate)
+        finally:
+            _release(None, pa)
+
     def _start_stream(self, session_rate: int) -> tuple[int, float]:
         pyaudio = _import()
         self._pa = _new_pyaudio()
@@ -179,6 +186,13 @@ class PyAudioInput(DeviceInput):
         super().__init__(options)
         self._pa: Any = None
         self._stream: Any = None
+
+    def _probe(self, session_rate: int) -> None:
+        pa = _new_pyaudio()
+        try:
+            _open(pa, _import(), "input", self.device, session_rate)
+        finally:
+            _release(None, pa)
 
     def _start_stream(self, session_rate: int, frames_per_chunk: int) -> tuple[int, float]:
         pyaudio = _import()

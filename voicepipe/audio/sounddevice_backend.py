@@ -105,6 +105,9 @@ class SoundDeviceOutput(DeviceOutput):
         super().__init__(options)
         self._stream: Any = None
 
+    def _probe(self, session_rate: int) -> None:
+        _open(_import(), "output", self.device, session_rate)
+
     def _start_stream(self, session_rate: int) -> tuple[int, float]:
         sd = _import()
         row, rate = _open(sd, "output", self.device, session_rate)
@@ -145,6 +148,9 @@ class SoundDeviceInput(DeviceInput):
     def __init__(self, options: Any):
         super().__init__(options)
         self._stream: Any = None
+
+    def _probe(self, session_rate: int) -> None:
+        _open(_import(), "input", self.device, session_rate)
 
     def _start_stream(self, session_rate: int, frames_per_chunk: int) -> tuple[int, float]:
         sd = _import()

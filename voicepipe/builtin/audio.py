@@ -340,6 +340,22 @@ class AudioSession:
             )
         return backend
 
+    async def probe(self) -> None:
+        """Check the devices at the rates the profile asks for, before connecting (a backend that
+        can be checked offers ``probe(sample_rate)``)."""
+        from voicepipe.audio.pcm import input_rate, output_rate
+
+        session = dict(getattr(self.ctx.profile, "session", None) or {})
+        for backend, rate in ((self.output, output_rate(session)), (self.input, input_rate(session))):
+            probe = getattr(backend, "probe", None)
+            if probe is None:
+                continue
+            try:
+                await probe(rate)
+            except UsageError as exc:
+                self.fail(exc)
+                return
+
     def fail(self, exc: BaseException) -> None:
         """Report an audio problem as one line and end the session (a usage error: exit code 2)."""
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
@@ -710,8 +726,7 @@ class AudioSession:
 # -- hooks -----------------------------------------------------------------------------------------
 
 
-@voicepipe.hookimpl
-def voicepipe_session_start(ctx: Any) -> None:
+def _create_session(ctx: Any) -> Optional[AudioSession]:
     try:
         audio = AudioSession(ctx, audio_settings(ctx.profile))
         ctx.stash[STASH_KEY] = audio
@@ -720,6 +735,21 @@ def voicepipe_session_start(ctx: Any) -> None:
         ctx.stash.pop(STASH_KEY, None)
         ctx.log.error("audio_error", message=str(exc))
         ctx.fail(str(exc))
+        return None
+    return audio
+
+
+@voicepipe.hookimpl
+def voicepipe_session_prepare(ctx: Any) -> Any:
+    """The backends are made, and devices checked, before anything connects."""
+    audio = _create_session(ctx)
+    return audio.probe() if audio is not None else None
+
+
+@voicepipe.hookimpl
+def voicepipe_session_start(ctx: Any) -> None:
+    if STASH_KEY not in ctx.stash:  # not prepared (a replay, a test's harness)
+        _create_session(ctx)
 
 
 @voicepipe.hookimpl
