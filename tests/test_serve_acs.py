@@ -282,3 +282,27 @@ def test_hanging_up_mid_answer_leaves_complete_files(tmp_path, env):
     assert _events(run_dir)[-1]["event"]["reason"] == "caller_hung_up"
     assert "Caspian" in (run_dir / "transcript.txt").read_text()
     assert json.loads((run_dir / "metrics.json").read_text())["reason"] == "caller_hung_up"
+
+
+def test_bad_media_messages_are_logged_and_bounded_and_the_call_goes_on(tmp_path, env, capsys):
+    fake = FakeAcs(env, tmp_path)
+
+    async def scenario(host):
+        async with serving(host) as (base, http):
+            phone = AcsPhone(http, await _answered(env, http, base, fake))
+            await phone.connect()
+            for junk in ('{"kind": "AudioData", "audioData": {"data": "AAAA", "silent": false}}',  # 3 bytes: not PCM16
+                         '{"kind": "AudioMetadata", "audioMetadata": {"encoding": "OPUS", "sampleRate": 48000}}',
+                         '{"kind": "Hologram"}', "{oops", '{"kind": "AudioData"}'):
+                await phone.ws.send_str(junk)
+            phone.say(speech(24000))
+            await _until(lambda: "Caspian" in "".join(p.read_text() for p in tmp_path.glob("*/transcript.txt")))
+            await phone.hang_up()
+            await _until(lambda: not host.sessions)
+
+    _, host = _run(tmp_path, scenario, phone_served("acs"))
+    (run_dir,) = tmp_path.iterdir()
+    assert host.counters.ended == {"caller_hung_up": 1}
+    bad = json.loads((run_dir / "metrics.json").read_text())["transport"]["bad_messages"]
+    assert sum(bad.values()) == 5
+    assert capsys.readouterr().err.count("acs_bad_message") == 5
