@@ -71,7 +71,9 @@ Profile section::
       prometheus_port: 9464  # serve /metrics on 127.0.0.1 (extra: voicepipe[prometheus])
       otel: false            # record OpenTelemetry metrics (extra: voicepipe[otel])
 
-The per-session state lives at ``ctx.stash["metrics"]`` (a :class:`SessionMetrics`).
+The per-session state lives at ``ctx.stash["metrics"]`` (a :class:`SessionMetrics`). Another plugin
+adds a section to ``metrics.json`` through its ``sections`` (name -> a dict, or a function called
+when the file is written), as a phone transport does with ``transport``.
 """
 
 from __future__ import annotations
@@ -255,6 +257,9 @@ class SessionMetrics:
         self.turn_count = 0
         self.interrupted_count = 0
         self.summary: Optional[dict] = None
+        #: more sections of ``metrics.json`` from other plugins (a serving transport's latency):
+        #: name -> a dict, or a function returning one, called when the file is written
+        self.sections: dict[str, Any] = {}
         self._next_index = 0
         self._jsonl: Any = None
         self.handlers: dict[str, Callable[[Any], None]] = {
@@ -526,6 +531,7 @@ class SessionMetrics:
             "percentiles": PERCENTILE_METHOD,
             "metrics": {name: summarize(self.values[name]) for name in SUMMARY_METRICS},
             "tokens": self.token_totals,
+            **{name: _section(value, self.ctx.log) for name, value in self.sections.items()},
         }
 
     # -- formats -------------------------------------------------------------------------------------
@@ -544,6 +550,16 @@ class SessionMetrics:
             if isinstance(sampling_rate, int) and sampling_rate > 0:
                 rate = sampling_rate
         return rate, width
+
+
+def _section(value: Any, log: Any) -> Any:
+    if not callable(value):
+        return value
+    try:
+        return value()
+    except Exception as exc:  # another plugin's bug must not cost the summary
+        log.warning("metrics_section_failed", error=f"{type(exc).__name__}: {exc}")
+        return None
 
 
 def _ms(start: Optional[float], end: Optional[float]) -> Optional[float]:

@@ -19,7 +19,11 @@ from voicepipe.serve.guard import Guard
 from voicepipe.serve.host import DEFAULT_MAX_SESSIONS, ServedProfile, SessionHost
 
 #: transport name -> the module whose ``add_routes(app, served, host, guard)`` serves it
-TRANSPORT_ROUTES = {"web": "voicepipe.serve.browser"}
+TRANSPORT_ROUTES = {
+    "web": "voicepipe.serve.browser",
+    "acs": "voicepipe.serve.acs",
+    "twilio": "voicepipe.serve.twilio",
+}
 #: what a profile whose audio is a device or a file is served to
 DEFAULT_TRANSPORTS = frozenset({"web"})
 _ROUTE_NAME = re.compile(r"[^a-z0-9-]+")

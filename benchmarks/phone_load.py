@@ -1,0 +1,169 @@
+"""Phone sessions per worker: N concurrent Twilio calls at real-time pacing against the embedded
+emulator (mu-law 8 kHz in and out, resampled to and from the session's 24 kHz), beside N
+in-process sessions of the same length fed by a paced caller with a null output (what a browser
+session costs the server, without a browser: the browser transport was not on this branch).
+
+The far ends run in a child process, so the server's CPU time (``time.process_time``: the
+sessions, the transports, the embedded emulator) is what is compared. It also reports the
+transport's own latency from each call's ``metrics.json`` (``transport`` section).
+
+    .venv/bin/python -m benchmarks.phone_load [--calls 10] [--seconds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+AUTH_TOKEN = "benchmark-token-0000000000000000"
+GOAL = 1.3
+
+
+async def _far_ends(base: str, calls: int, seconds: float) -> None:
+    import aiohttp
+    from phone_helpers import TwilioPhone, ulaw_speech
+
+    from voicepipe.serve.twilio import signature
+
+    form = {"CallSid": "CA0", "From": "+1", "To": "+2"}
+    speech = ulaw_speech()
+    async with aiohttp.ClientSession() as http:
+
+        async def call() -> None:
+            url = f"{base}/demo/twilio/voice"
+            async with http.post(url, data=form, headers={"X-Twilio-Signature": signature(AUTH_TOKEN, url, form)}) as r:
+                twiml = await r.text()
+            stream = twiml.split('url="')[1].split('"')[0]
+            token = twiml.split('value="')[1].split('"')[0]
+            phone = TwilioPhone(http, stream, token)
+            await phone.connect()
+            phone.say(speech)
+            await asyncio.sleep(seconds)
+            await phone.hang_up()
+
+        await asyncio.gather(*(call() for _ in range(calls)))
+
+
+class _PacedCaller:
+    """The baseline: a caller that says the question and then silence, 20 ms at a time in real time."""
+
+    kind = "web"
+
+    def __init__(self, seconds: float):
+        from voicepipe.audio.null import NullOutput
+        from voicepipe.serve.transport import CallerInput
+
+        self.input = CallerInput()
+        self.output = NullOutput({"realtime": True})
+        self.plugin = None
+        self.seconds = seconds
+
+    async def run(self) -> str:
+        from phone_helpers import speech
+
+        rate = await self.input.rate()
+        pcm = speech(rate)
+        step = rate // 50 * 2
+        started = time.monotonic()
+        frame = 0
+        while time.monotonic() - started < self.seconds:
+            start = frame * step
+            chunk = pcm[start : start + step] if start < len(pcm) else bytes(step)
+            self.input.feed(chunk + bytes(step - len(chunk)))
+            frame += 1
+            await asyncio.sleep(max(started + frame * 0.02 - time.monotonic(), 0))
+        self.input.end()
+        return "caller_hung_up"
+
+    async def close(self, reason: str) -> None:
+        self.input.end()
+
+
+def _host(log_dir: str, kind: str):
+    from phone_helpers import phone_served
+
+    from voicepipe.logsetup import get_logger
+    from voicepipe.serve.host import SessionHost
+
+    return SessionHost([phone_served(kind, speed=1)], log=get_logger(), log_dir=log_dir)
+
+
+async def _phones(calls: int, seconds: float, log_dir: str) -> float:
+    from phone_helpers import serving
+
+    host = _host(log_dir, "twilio")
+    async with serving(host) as (base, _):
+        cpu = time.process_time()
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "benchmarks.phone_load", "--far-ends", base, "--calls", str(calls),
+            "--seconds", str(seconds), cwd=str(ROOT),
+        )
+        await child.wait()
+        while host.sessions:
+            await asyncio.sleep(0.05)
+        return time.process_time() - cpu
+
+
+async def _baseline(calls: int, seconds: float, log_dir: str) -> float:
+    host = _host(log_dir, "web")
+    served = next(iter(host.profiles.values()))
+    cpu = time.process_time()
+    await asyncio.gather(*(host.run_session(served, _PacedCaller(seconds)) for _ in range(calls)))
+    return time.process_time() - cpu
+
+
+def _latency(log_dir: str) -> dict:
+    sections = [json.loads(p.read_text())["transport"] for p in Path(log_dir).glob("*/metrics.json")]
+    out = {}
+    for key in ("socket_in_to_append_ms", "delta_to_socket_out_ms"):
+        p50 = [s[key]["p50"] for s in sections if s[key].get("p50") is not None]
+        p99 = [s[key]["p99"] for s in sections if s[key].get("p99") is not None]
+        out[key] = (round(statistics.median(p50), 1) if p50 else None, round(max(p99), 1) if p99 else None)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--calls", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--far-ends")
+    args = parser.parse_args()
+    if args.far_ends:
+        asyncio.run(_far_ends(args.far_ends, args.calls, args.seconds))
+        return
+    from voicepipe.logsetup import configure_logging, shutdown_logging
+
+    os.environ["TWILIO_AUTH_TOKEN"] = AUTH_TOKEN
+    configure_logging(None, console_level="ERROR", session_files=True)
+    try:
+        with tempfile.TemporaryDirectory() as warm_dir:  # imports, the emulator's voice, first calls
+            asyncio.run(_baseline(1, 3.0, warm_dir))
+            asyncio.run(_phones(1, 3.0, warm_dir))
+        with tempfile.TemporaryDirectory() as phones_dir, tempfile.TemporaryDirectory() as base_dir:
+            baseline = asyncio.run(_baseline(args.calls, args.seconds, base_dir))
+            phones = asyncio.run(_phones(args.calls, args.seconds, phones_dir))
+            latency = _latency(phones_dir)
+    finally:
+        shutdown_logging()
+    per = args.calls * args.seconds
+    ratio = phones / baseline
+    inbound, outbound = latency["socket_in_to_append_ms"], latency["delta_to_socket_out_ms"]
+    print(f"| phone load | {args.calls} Twilio calls x {args.seconds:g} s at real time (mu-law 8 kHz <-> 24 kHz) "
+          f"vs {args.calls} paced in-process sessions (null output) | {phones / per * 1000:.1f} ms CPU per call-second vs "
+          f"{baseline / per * 1000:.1f}; transport latency socket in -> append p50 {inbound[0]} ms, p99 {inbound[1]} ms; "
+          f"delta -> socket out p50 {outbound[0]} ms, p99 {outbound[1]} ms | {ratio:.2f} | ratio <= {GOAL} | "
+          f"{'yes' if ratio <= GOAL else 'NO'} |")
+
+
+if __name__ == "__main__":
+    main()
