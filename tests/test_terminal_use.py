@@ -32,13 +32,19 @@ def test_a_typed_line_is_sent_as_a_user_message_and_answered(voicelive_emulator,
     assert [e["type"] for e in events].count("response.create") == 1
 
 
-def test_a_start_that_fails_leaves_no_folder_and_one_line(tmp_path):
-    (tmp_path / "p.yaml").write_text("extends: builtin:ava.yaml\nconnection: {endpoint: 'http://127.0.0.1:9'}\n")
+def test_a_start_that_fails_says_why_in_one_line_and_where_its_log_is_once(tmp_path):
+    (tmp_path / "p.yaml").write_text(
+        "extends: builtin:ava.yaml\nconnection: {endpoint: 'http://127.0.0.1:9'}\n"
+        "audio: {input: {backend: null}, output: {backend: null}}\n"
+    )
     result = _voicepipe("run", "p.yaml", "--log-dir", "logs", cwd=tmp_path)
-    assert result.returncode == 1
-    assert "run folder" not in result.stderr and "Traceback" not in result.stderr
-    assert [line for line in result.stderr.splitlines() if line.startswith("voicepipe:")]
-    assert not (tmp_path / "logs").exists() or not any((tmp_path / "logs").iterdir())
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.startswith("voicepipe:")]) == 1
+    (run_dir,) = (tmp_path / "logs").iterdir()
+    assert result.stderr.count("run folder:") == 1
+    assert f"run folder: {run_dir} (the log of the failed start)" in result.stderr
+    assert [p.name for p in run_dir.iterdir()] == ["voicepipe.log.jsonl"]
 
 
 def test_a_run_says_where_once_connected_and_writes_its_report(tmp_path):

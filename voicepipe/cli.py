@@ -192,7 +192,6 @@ def _load(path: str, overrides: Sequence[str]):
 
 def cmd_run(args: argparse.Namespace) -> int:
     import asyncio
-    import shutil
 
     from voicepipe.connection import resolve_target
     from voicepipe.logsetup import configure_logging, shutdown_logging
@@ -225,10 +224,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         shutdown_logging()
         if runner.connected and (profile.section("report") or {}).get("enabled", True):
             _write_report(run_dir)
-        if not runner.connected and _only_the_log_in(run_dir):
-            shutil.rmtree(run_dir, ignore_errors=True)  # nothing happened: the error line says why
-        elif not args.quiet:
-            print(where, file=sys.stderr)
+        if not args.quiet:  # said once for a start that failed: the folder holds its log
+            print(where + ("" if runner.connected else " (the log of the failed start)"), file=sys.stderr)
 
 
 def _write_report(run_dir) -> None:
@@ -241,12 +238,6 @@ def _write_report(run_dir) -> None:
         write_report(run_dir)
     except (VoicepipeError, OSError, ValueError) as exc:
         print(f"warning: no report.html: {_redact(str(exc))} (voicepipe report {run_dir} tries again)", file=sys.stderr)
-
-
-def _only_the_log_in(run_dir) -> bool:
-    from voicepipe.logsetup import LOG_FILE_NAME
-
-    return all(path.name == LOG_FILE_NAME for path in run_dir.iterdir())
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
