@@ -1,42 +1,34 @@
-"""Opening hours: a function tool implemented by a plugin, answering from a small local file.
+"""Opening hours: a function tool written as a typed Python function, answering from a small file.
 
-Declare the tool in the profile and load the plugin (``profiles/tools.yaml`` does both)::
+Load the file as a plugin (``profiles/tools.yaml`` does)::
 
-    session:
-      tools:
-        - type: function
-          name: get_opening_hours
-          description: Today's opening hours of a museum or monument.
-          parameters:
-            type: object
-            properties: {place: {type: string}}
-            required: [place]
     plugins: [plugins/opening_hours.py]
 
-The hours are read from ``opening_hours.yaml`` next to this file. A place that is not there gets
-an answer listing the places that are, so the model can ask the user again.
+``@tool`` declares ``get_opening_hours`` to the session itself: the name, the description (the
+docstring's first paragraph) and the parameters' JSON schema (from the type hints and the ``Args:``
+section), and runs it when the model calls it. The hours are read from ``opening_hours.yaml`` next
+to this file. A place that is not there gets an answer listing the places that are, so the model
+can ask the user again.
 """
 
 from pathlib import Path
 
 import yaml
 
-from voicepipe import hookimpl
+from voicepipe import tool
 
 HOURS = yaml.safe_load((Path(__file__).with_name("opening_hours.yaml")).read_text(encoding="utf-8"))
 
 
-@hookimpl
-def voicepipe_tools_provided():
-    return ["get_opening_hours"]
+@tool
+def get_opening_hours(place: str) -> dict:
+    """Today's opening hours of a museum or monument.
 
-
-@hookimpl
-def voicepipe_tool_call(name, arguments):
-    if name != "get_opening_hours":
-        return None  # another plugin's tool
-    wanted = arguments["place"].strip().lower()
-    for place, hours in HOURS.items():
-        if wanted in place.lower() or place.lower() in wanted:
-            return {"place": place, **hours}
-    return {"error": f"no opening hours known for {arguments['place']!r}", "known_places": sorted(HOURS)}
+    Args:
+        place: The museum or monument, e.g. Louvre.
+    """
+    wanted = place.strip().lower()
+    for known, hours in HOURS.items():
+        if wanted in known.lower() or known.lower() in wanted:
+            return {"place": known, **hours}
+    return {"error": f"no opening hours known for {place!r}", "known_places": sorted(HOURS)}

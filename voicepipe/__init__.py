@@ -9,7 +9,7 @@ __version__ = "0.1.0"
 
 hookimpl = pluggy.HookimplMarker("voicepipe")
 
-__all__ = ["hookimpl", "SessionContext", "__version__"]
+__all__ = ["hookimpl", "tool", "SessionContext", "__version__"]
 
 
 def __getattr__(name: str):
@@ -18,4 +18,8 @@ def __getattr__(name: str):
         from voicepipe.context import SessionContext
 
         return SessionContext
+    if name == "tool":
+        from voicepipe.functiontools import tool
+
+        return tool
     raise AttributeError(f"module 'voicepipe' has no attribute {name!r}")

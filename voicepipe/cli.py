@@ -264,13 +264,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     import json
 
-    from voicepipe.profile import session_update_payload
+    from voicepipe.plugins import configure_plugins, make_plugin_manager
+    from voicepipe.profile import build_request_session
 
     profile = _load(args.profile, args.set)
+    pm = make_plugin_manager(profile)
+    configure_plugins(pm, profile)
+    session = build_request_session(profile)
+    pm.hook.voicepipe_session_config(profile=profile, session=session)  # what plugins add (tools, ...)
     conn = profile.connection
     target = {key: conn[key] for key in ("endpoint", "model", "api_version", "auth", "agent") if key in conn}
     print("# connection: " + _redact(json.dumps(target, sort_keys=True)))
-    print(_redact(json.dumps(session_update_payload(profile), indent=2)))
+    print(_redact(json.dumps({"type": "session.update", "session": session.as_dict()}, indent=2)))
     return 0
 
 

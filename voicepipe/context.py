@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Coroutine, Mapping, Optional
 
 if TYPE_CHECKING:
+    from structlog.stdlib import BoundLogger
+
     from voicepipe.profile import Profile
 
 
@@ -33,7 +35,9 @@ class SessionContext:
     ):
         self.profile = profile
         self.run_dir = Path(run_dir)
-        self.log = log
+        #: the session's logger (structlog): ``ctx.log.info("event_name", key=value)``; lines go to
+        #: the run folder's log and carry the session id
+        self.log: BoundLogger = log
         self.session_id: Optional[str] = None
         self.session: dict[str, Any] = {}
         self.stash: dict[str, Any] = {}

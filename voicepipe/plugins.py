@@ -29,6 +29,7 @@ import pluggy
 
 from voicepipe import hookspecs
 from voicepipe.errors import UsageError
+from voicepipe.functiontools import TypedToolsPlugin, typed_tools
 
 if TYPE_CHECKING:
     from voicepipe.profile import Profile
@@ -168,7 +169,11 @@ def load_plugin_set(
     if profile is not None:
         for index, spec in enumerate(profile.plugins):
             folder = profile.dir_of("plugins", index) if hasattr(profile, "dir_of") else profile.base_dir
-            add(*load_plugin(spec, folder))
+            name, plugin, source = load_plugin(spec, folder)
+            add(name, plugin, source)
+            tools = typed_tools(plugin)
+            if tools:  # the module's @voicepipe.tool functions
+                add(f"{name}.tools", TypedToolsPlugin(tools), source)
     return plugins
 
 

@@ -127,6 +127,8 @@ def _fast_pacing(profile: Any) -> list[str]:
     for direction in ("input", "output"):
         section = (profile.audio or {}).get(direction)
         backend = section.get("backend") if isinstance(section, dict) else section
+        if section is None and direction == "output":
+            fast.append("audio.output.backend=null")  # the default output, named so it can be unpaced
         if backend in _UNPACED[direction]:
             fast.append(f"audio.{direction}.realtime=false")
     return fast

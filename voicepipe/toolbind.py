@@ -10,9 +10,11 @@ that check off, since any tool may be its.
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import importlib
 import inspect
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
@@ -190,3 +192,34 @@ def _signature_problem(handler: Callable[..., Any], parameters: dict) -> Optiona
         return (f"needs {', '.join(map(repr, unfilled))}, which the parameters do not make required "
                 "(give it a default, or list it under required)")
     return None
+
+
+async def call_handler(handler: Callable[..., Any], name: str, arguments: dict) -> Any:
+    """Await an async handler; run a sync one in a daemon thread, which a handler that never
+    returns cannot keep alive past the session (a thread pool's workers would hold up exit)."""
+    if inspect.iscoroutinefunction(handler):
+        return await handler(**arguments)
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future = loop.create_future()
+
+    def settle(result: Any, exc: Optional[BaseException]) -> None:
+        if future.done():  # timed out already
+            return
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(result)
+
+    def work() -> None:
+        try:
+            result, exc = handler(**arguments), None
+        except BaseException as error:  # handed to the awaiting task, which reports it
+            result, exc = None, error
+        try:
+            loop.call_soon_threadsafe(settle, result, exc)
+        except RuntimeError:  # the loop is gone: the session ended meanwhile
+            pass
+
+    threading.Thread(target=work, name=f"tool {name}", daemon=True).start()
+    result = await future
+    return await result if inspect.isawaitable(result) else result

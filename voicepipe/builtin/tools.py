@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import threading
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 from voicepipe import hookimpl
 from voicepipe.pipeline import event_fields
+from voicepipe.toolbind import call_handler
 
 _STATE = "tools"
 
@@ -119,7 +119,7 @@ async def _run_one(call_id: str, name: str, raw_arguments: str, state: _State, c
     started = ctx.now()
     try:
         if tool is not None and tool.handler is not None:
-            result = await asyncio.wait_for(_call(tool.handler, name, arguments), timeout_s)
+            result = await asyncio.wait_for(call_handler(tool.handler, name, arguments), timeout_s)
         else:
             result = ctx.hook.voicepipe_tool_call(name=name, arguments=arguments, call_id=call_id, ctx=ctx)
             if inspect.isawaitable(result):
@@ -145,34 +145,3 @@ async def _run_one(call_id: str, name: str, raw_arguments: str, state: _State, c
 
 def _error(message: str) -> str:
     return json.dumps({"error": message})
-
-
-async def _call(handler: Callable[..., Any], name: str, arguments: dict) -> Any:
-    """Await an async handler; run a sync one in a daemon thread, which a handler that never
-    returns cannot keep alive past the session (a thread pool's workers would hold up exit)."""
-    if inspect.iscoroutinefunction(handler):
-        return await handler(**arguments)
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future = loop.create_future()
-
-    def settle(result: Any, exc: Optional[BaseException]) -> None:
-        if future.done():  # timed out already
-            return
-        if exc is not None:
-            future.set_exception(exc)
-        else:
-            future.set_result(result)
-
-    def work() -> None:
-        try:
-            result, exc = handler(**arguments), None
-        except BaseException as error:  # handed to the awaiting task, which reports it
-            result, exc = None, error
-        try:
-            loop.call_soon_threadsafe(settle, result, exc)
-        except RuntimeError:  # the loop is gone: the session ended meanwhile
-            pass
-
-    threading.Thread(target=work, name=f"tool {name}", daemon=True).start()
-    result = await future
-    return await result if inspect.isawaitable(result) else result
