@@ -197,7 +197,7 @@ def test_refused_connection_exit_1(tmp_path):
     assert "could not connect" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_a_missing_audio_device_is_a_usage_error_with_one_line_and_complete_files(tmp_path):
+def test_a_missing_audio_device_is_a_usage_error_with_one_line_before_connecting(tmp_path):
     result = run_cli(
         "run", "profiles/demo.yaml", "--log-dir", str(tmp_path), "--set", "connection.emulator.speed=0",
         "--set", 'audio.output={backend: pyaudio, device: "No Such Speaker"}',
@@ -206,5 +206,6 @@ def test_a_missing_audio_device_is_a_usage_error_with_one_line_and_complete_file
     assert result.stderr.splitlines()[-1].startswith("voicepipe: audio.output: pyaudio: device 'No Such Speaker': ")
     assert "Traceback" not in result.stderr
     (run_dir,) = [p for p in tmp_path.iterdir() if p.is_dir()]
-    assert json.loads((run_dir / "metrics.json").read_text())["turns"] == 0  # the end hooks ran
-    assert (run_dir / "transcript.txt").read_text().startswith("# voicepipe transcript")
+    assert [p.name for p in run_dir.iterdir()] == ["voicepipe.log.jsonl"]  # the log of the failed start
+    events = [json.loads(line)["event"] for line in (run_dir / "voicepipe.log.jsonl").read_text().splitlines()]
+    assert "audio_error" in events and "connecting" not in events  # checked before any connection
