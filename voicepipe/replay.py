@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from voicepipe.builtin.recorder import AUDIO_FIELDS
 from voicepipe.errors import UsageError
 from voicepipe.eventshape import malformed
+from voicepipe.serverbounds import bounded_session
 from voicepipe.sessionclock import preset_clock
 
 if TYPE_CHECKING:
@@ -211,7 +212,7 @@ async def replay(profile: Profile, source: Path, run_dir: Path, *, pm: pluggy.Pl
                     ctx.session_id = (event.get("session") or {}).get("id")
                     bind_session(session_id=ctx.session_id)
                 elif event_type == "session.updated":
-                    ctx.session = dict(event.get("session") or {})
+                    ctx.session = bounded_session(event, {}, log)
                 await pipeline.dispatch_and_wait(event)
             elif direction == "client":
                 pipeline.client_event(data)

@@ -28,6 +28,7 @@ from voicepipe.eventshape import malformed
 from voicepipe.heap import freeze_startup_heap
 from voicepipe.pipeline import Pipeline, event_fields
 from voicepipe.reconnect import AudioGap, ReconnectPolicy, seed_events
+from voicepipe.serverbounds import bounded_session
 from voicepipe.serverevents import receive
 
 if TYPE_CHECKING:
@@ -365,7 +366,7 @@ class SessionRunner:
                 _bind_session(ctx.session_id)
                 self.log.info("session_created", session_id=ctx.session_id)
             elif event_type == "session.updated":
-                ctx.session = dict(event.get("session") or {})
+                ctx.session = bounded_session(event, self._session_update.get("session") or {}, self.log)
                 link.ready.set()
             elif event_type == "error":
                 error = event.get("error") or {}
