@@ -5,6 +5,8 @@ import base64
 import pytest
 from hostile_server import HostileServer, log_records, run_against
 
+from voicepipe.errors import SessionError
+from voicepipe.reconnect import AttemptBudget, ReconnectPolicy
 from voicepipe.serverbounds import enforce_bounds
 
 # -- values that size, pace or allocate ------------------------------------------------------------
@@ -58,3 +60,58 @@ def test_a_format_that_is_not_text_is_replaced():
     problems = enforce_bounds(session, {"input_audio_format": "pcm16"})
     assert session == {"input_audio_format": "pcm16"}
     assert sorted(p["field"] for p in problems) == ["input_audio_format", "output_audio_format"]
+
+
+# -- a server that accepts the session and drops it, again and again --------------------------------
+
+
+async def _configure_then_close(peer):
+    await peer.configure()
+    await peer.close(1011, "internal error")
+
+
+async def _configure_answer_then_close(peer):
+    await peer.configure()
+    await peer.send({"type": "response.created", "event_id": "ev_2", "response": {"id": f"resp_{peer.number}"}})
+    await peer.close(4000, "going away")
+
+
+async def _configure_then_abort(peer):
+    await peer.configure()
+    peer.ws._writer.transport.abort()  # no close frame: a lost network
+
+
+@pytest.mark.parametrize("script", [_configure_then_close, _configure_answer_then_close, _configure_then_abort])
+def test_reconnects_are_bounded_within_a_window_and_back_off(tmp_path, monkeypatch, script):
+    with HostileServer(script) as server:
+        with pytest.raises(SessionError) as failure:
+            run_against(server, tmp_path, monkeypatch, reconnect="{attempts: 3, initial_delay_s: 0.01, window_s: 600}")
+    assert len(server.peers) == 4  # the first connection and three attempts, however each was configured
+    message = str(failure.value)
+    assert message.startswith("the connection was lost and 3 reconnect attempt(s) within 600 s did not keep it")
+    run_dir = tmp_path / "run"
+    assert [r["attempt"] for r in log_records(run_dir, "reconnecting")] == [1, 2, 3]
+    (gave_up,) = log_records(run_dir, "reconnect_gave_up")
+    assert gave_up["attempts"] == 3
+    transcript = (run_dir / "transcript.txt").read_text().splitlines()
+    assert transcript[-1].endswith(f"-- session ended: {message} --")
+
+
+def test_the_backoff_grows_with_each_attempt_in_the_window():
+    policy = ReconnectPolicy(attempts=4, initial_delay_s=1, max_delay_s=100, window_s=10)
+    budget = AttemptBudget(policy)
+    numbers = [budget.take(t) for t in (0, 1, 2, 3, 4)]
+    assert numbers == [1, 2, 3, 4, 0]  # the fifth within 10 s is refused
+    assert [policy.delay(n, rng=lambda: 1.0) for n in numbers[:4]] == [1, 2, 4, 8]
+    assert budget.take(10.5) == 4  # the attempt at 0 has left the window; the one at 1 still counts
+
+
+def test_window_s_is_validated(tmp_path):
+    from voicepipe.errors import ProfileError
+    from voicepipe.profile import load_profile
+
+    profile = tmp_path / "p.yaml"
+    profile.write_text("connection: {endpoint: emulator, model: m, reconnect: {window_s: -1}}\n")
+    with pytest.raises(ProfileError) as failure:
+        load_profile(profile)
+    assert "connection.reconnect.window_s" in str(failure.value)

@@ -74,7 +74,7 @@ def test_giving_up_ends_the_session_with_exit_1_and_complete_files(voicepipe_run
     with pytest.raises(SessionError) as failure:
         voicepipe_run(profile, plugins=[driver], emulator=False, run_dir=run_dir)
     message = str(failure.value)
-    assert message.startswith("the connection was lost and 2 reconnect attempt(s) failed; last: ")
+    assert message.startswith("the connection was lost and 2 reconnect attempt(s) within 300 s did not keep it; last: ")
     assert "503" in message and "connection.reconnect.attempts" in message
     assert driver.ends == ["connection_lost"]
     assert driver.disconnects == [(1006, True)]

@@ -45,6 +45,8 @@ class SessionContext:
         self._tasks: set[asyncio.Task] = set()
         #: the first :meth:`fail` message: the session ends as a usage error (exit code 2)
         self.usage_failure: Optional[str] = None
+        #: why the session is ending, when it ends as a failure: one line, set before ``voicepipe_session_end``
+        self.end_message: Optional[str] = None
 
     def send(self, event: Mapping[str, Any]) -> None:
         """Queue a client event (a dict or an SDK ``ClientEvent``); events leave in queue order."""

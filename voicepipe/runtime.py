@@ -27,7 +27,7 @@ from voicepipe.errors import SessionError, UsageError
 from voicepipe.eventshape import malformed
 from voicepipe.heap import freeze_startup_heap
 from voicepipe.pipeline import Pipeline, event_fields
-from voicepipe.reconnect import AudioGap, ReconnectPolicy, seed_events
+from voicepipe.reconnect import AttemptBudget, AudioGap, ReconnectPolicy, seed_events
 from voicepipe.serverbounds import bounded_session
 from voicepipe.serverevents import receive
 
@@ -75,6 +75,7 @@ class SessionRunner:
         self.handle_signals = handle_signals
         self.watch_stdin = watch_stdin
         self.policy = ReconnectPolicy.from_profile(profile)
+        self._budget = AttemptBudget(self.policy)
         self.pipeline = Pipeline(profile, pm, run_dir, log, send=self._enqueue, stop=self.request_stop)
         self.ctx = self.pipeline.ctx
         self.stop_reason: Optional[str] = None
@@ -203,15 +204,16 @@ class SessionRunner:
         one that drops before that is a failed attempt like a refused one.
         """
         attempts = self.policy.attempts
-        await self._lose(lost, code, reason, reconnecting=attempts > 0)
+        loop = asyncio.get_running_loop()
+        attempt = self._budget.take(loop.time()) if attempts > 0 else 0
+        await self._lose(lost, code, reason, reconnecting=attempt > 0)
         if attempts == 0:
             self.close_code = code
             self.request_stop("server_closed")
             return None
-        loop = asyncio.get_running_loop()
         lost_at = loop.time()
         last_error = _describe_close(code, reason)
-        for attempt in range(1, attempts + 1):
+        while attempt > 0:
             delay = self.policy.delay(attempt)
             self.log.info("reconnecting", attempt=attempt, attempts=attempts, delay_s=round(delay, 2))
             if await self._stop_within(delay):
@@ -223,6 +225,7 @@ class SessionRunner:
             if isinstance(error, SessionError):
                 last_error = str(error)
                 self.log.warning("reconnect_failed", attempt=attempt, error=last_error)
+                attempt = self._budget.take(loop.time())
                 continue
             if error is not None:
                 raise error
@@ -235,13 +238,15 @@ class SessionRunner:
             self._drop = None
             last_error = f"the new connection closed before the session was configured ({_describe_close(code, reason)})"
             self.log.warning("reconnect_failed", attempt=attempt, error=last_error)
-            await self._lose(link, code, reason, reconnecting=attempt < attempts)
+            attempt = self._budget.take(loop.time())
+            await self._lose(link, code, reason, reconnecting=attempt > 0)
         self.close_code = code
+        window = f"{self.policy.window_s:g} s"
         self._failure = (
-            f"the connection was lost and {attempts} reconnect attempt(s) failed; last: {last_error} "
-            "(raise connection.reconnect.attempts to keep trying longer)"
+            f"the connection was lost and {attempts} reconnect attempt(s) within {window} did not keep it; "
+            f"last: {last_error} (raise connection.reconnect.attempts to keep trying longer)"
         )
-        self.log.error("reconnect_gave_up", attempts=attempts, error=last_error)
+        self.log.error("reconnect_gave_up", attempts=attempts, window_s=self.policy.window_s, error=last_error)
         self.request_stop("connection_lost")
         return None
 
@@ -318,6 +323,8 @@ class SessionRunner:
             link.reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await link.reader
+        if self.stop_reason in ("connection_lost", "error"):
+            self.ctx.end_message = self.ctx.usage_failure or self._failure or None
         await self.pipeline.end(self.stop_reason or "error")
         if link is None:
             return

@@ -318,9 +318,25 @@ async def receive(connection: Any) -> Any:
     recv_bytes = getattr(connection, "recv_bytes", None)
     if recv_bytes is None:
         return await connection.recv()
-    raw = await recv_bytes()
+    try:
+        raw = await recv_bytes()
+    except Exception as exc:
+        _raise_abnormal_close(exc, connection)
+        raise
     if not raw:
         from azure.ai.voicelive.aio import ConnectionClosed
 
         raise ConnectionClosed(1006, "Empty WebSocket frame")
     return parser().parse(raw)
+
+
+def _raise_abnormal_close(exc: BaseException, connection: Any) -> None:
+    """The SDK reports a socket that ended without a close frame as a normal close (1000); the
+    WebSocket underneath knows it was abnormal (1006): a lost network, not a goodbye."""
+    from azure.ai.voicelive.aio import ConnectionClosed
+
+    if not isinstance(exc, ConnectionClosed) or exc.code != 1000:
+        return
+    socket_code = getattr(getattr(connection, "_connection", None), "close_code", None)
+    if isinstance(socket_code, int) and socket_code != 1000:
+        raise ConnectionClosed(socket_code, "the connection ended without a close frame") from None

@@ -515,6 +515,9 @@ class Transcript:
         )
 
     def close(self) -> None:
+        message = getattr(self.ctx, "end_message", None)
+        if message and not self.text_file.closed:
+            self._write_text(f"[{format_time(elapsed(self.ctx))}] -- session ended: {message} --\n")
         for file in (self.text_file, self.jsonl_file):
             if not file.closed:
                 file.flush()

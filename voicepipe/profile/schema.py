@@ -121,6 +121,7 @@ CONNECTION = _connection_map(
         "reconnect": Map(
             {
                 "attempts": Int(0, 100),
+                "window_s": Number(above=0, high=86400, unit="of seconds"),
                 "initial_delay_s": Number(0, 60, unit="of seconds"),
                 "max_delay_s": Number(above=0, high=600, unit="of seconds"),
                 "history_items": Int(0, 1000),
