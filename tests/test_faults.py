@@ -79,3 +79,46 @@ def test_a_refused_credential_at_connect_is_a_one_line_usage_error(voicepipe_run
     assert str(failure.value).startswith("the embedded emulator refused the connection: " + words)
     assert "\n" not in str(failure.value)
     assert driver.ends == ["error"]
+
+
+class _CarelessSender:
+    """Sends one event JSON cannot carry, once the session is configured."""
+
+    __name__ = "careless"
+
+    def __init__(self, value):
+        self.value = value
+        self.sent = False
+
+    def voicepipe_event(self, event, ctx):
+        if event.get("type") == "session.updated" and not self.sent:
+            self.sent = True
+            ctx.send({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+                      "content": [{"type": "input_text", "text": self.value}]}})
+
+
+def _circular():
+    loop = {}
+    loop["self"] = loop
+    return loop
+
+
+def _deep():
+    value = []
+    for _ in range(100_000):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("value", [b"bytes", {1, 2}, object(), float("nan"), _circular(), _deep()],
+                         ids=["bytes", "set", "object", "nan", "circular", "deep"])
+def test_an_unsendable_ctx_send_is_the_plugins_fault_and_the_connection_stays(voicepipe_run, tmp_path, value):
+    profile = write_profile(tmp_path, NO_RECONNECT, "[]\n")
+    careless, driver = _CarelessSender(value), Driver(answers=1)
+    result = voicepipe_run(profile, plugins=[careless, driver], emulator=False)
+    assert result.exit_code == 0 and driver.answers == 1 and driver.disconnects == []
+    assert "The answer to question 1." in result.read("transcript.txt")
+    (failure,) = log_records(result, "plugin_error")
+    assert failure["plugin"] == "careless" and failure["event_type"] == "session.updated"
+    assert "ctx.send: the 'conversation.item.create' event cannot be sent as JSON" in failure["error"]
+    assert log_records(result, "send_failed") == [] and log_records(result, "connection_lost") == []

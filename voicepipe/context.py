@@ -49,7 +49,10 @@ class SessionContext:
         self.end_message: Optional[str] = None
 
     def send(self, event: Mapping[str, Any]) -> None:
-        """Queue a client event (a dict or an SDK ``ClientEvent``); events leave in queue order."""
+        """Queue a client event (a dict or an SDK ``ClientEvent``); events leave in queue order.
+
+        An event JSON cannot carry (bytes, a set, NaN, a cycle) raises ``TypeError`` here, so it is
+        reported against the plugin that sent it and the connection carries on."""
         self._send(event)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: Optional[str] = None) -> asyncio.Task:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import stat
@@ -96,11 +97,15 @@ class SessionRunner:
     # -- what plugins and controls call ----------------------------------------------------------
 
     def _enqueue(self, event: Any) -> None:
+        """``ctx.send``: queue ``event``. One that cannot be sent as JSON raises ``TypeError`` here,
+        in the plugin that sent it, instead of failing the connection when its turn to leave comes."""
         if type(event) is not dict:  # the usual case first: isinstance(x, typing.Mapping) is slow
             if not isinstance(event, Mapping):
                 event = event.as_dict()  # an SDK ClientEvent model
             elif not isinstance(event, dict):
                 event = dict(event)
+        if event.get("type") != "input_audio_buffer.append" or not _all_text(event):
+            check_sendable(event)  # the audio appends (all text) are the hot path: they skip this
         link = self._link
         if link is not None:
             link.queue.put_nowait(event)
@@ -399,6 +404,10 @@ class SessionRunner:
             try:
                 await link.connection.send(event)
             except ConnectionError as exc:
+                if isinstance(exc.__cause__, (TypeError, ValueError, RecursionError)):
+                    # the event, not the connection (a plugin changed it after ctx.send checked it)
+                    self.log.error("client_event_not_sent", event_type=str(event.get("type")), error=str(exc))
+                    continue
                 self.log.warning("send_failed", event_type=event.get("type"), error=str(exc))
                 self._connection_dropped(None, str(exc))
                 return
@@ -482,6 +491,36 @@ class SessionRunner:
         self._stdin_partial = partial if len(partial) <= 64 else b"-"  # too long to be a command
         if any(line.strip().lower() in (b"q", b"quit", b"exit") for line in lines):
             self.request_stop("user")
+
+
+def _all_text(event: dict) -> bool:
+    for value in event.values():
+        if type(value) is not str:
+            return False
+    return True
+
+
+def check_sendable(event: Mapping[str, Any]) -> None:
+    """Raise ``TypeError`` naming the event type when ``event`` cannot be sent as JSON (a value
+    JSON has no form for, NaN or infinity, a cycle, nesting too deep for the encoder)."""
+    import json
+
+    try:
+        json.dumps(event, default=_sdk_default(), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        kind = event.get("type")
+        problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise TypeError(f"ctx.send: the {kind!r} event cannot be sent as JSON: {problem}") from None
+
+
+@functools.lru_cache(maxsize=None)
+def _sdk_default() -> Any:
+    """The SDK's encoder for the SDK models a client event may hold (its send uses the same)."""
+    try:
+        from azure.ai.voicelive.aio._patch import _json_default
+    except ImportError:  # a later SDK: then only plain JSON values are known to be sendable
+        return None
+    return _json_default
 
 
 def _stdin_kind() -> str:
