@@ -154,20 +154,28 @@ def run_against(
     """Run a session against ``server``; a failure of the session (an exception) is re-raised here."""
     monkeypatch.setenv("AZURE_VOICELIVE_API_KEY", "hostile-test-key")
     profile = write_profile(tmp_path, server.url, extra, reconnect)
+    return within_deadline(
+        lambda: run_profile(
+            profile, run_dir=tmp_path / name, overrides=overrides, plugins=plugins, duration=duration, emulator=False
+        )
+    )
+
+
+def within_deadline(call: Callable[[], Any]) -> Any:
+    """``call()`` in a thread of its own; a test failure if it has not returned within the deadline
+    (a stuck session then fails its test instead of hanging the suite). Its exception is re-raised."""
     outcome: dict = {}
 
     def target() -> None:
         try:
-            outcome["result"] = run_profile(
-                profile, run_dir=tmp_path / name, overrides=overrides, plugins=plugins, duration=duration, emulator=False
-            )
+            outcome["result"] = call()
         except BaseException as exc:  # noqa: BLE001 - handed to the test thread
             outcome["error"] = exc
 
     thread = threading.Thread(target=target, name="session-under-test", daemon=True)
     thread.start()
     thread.join(DEADLINE_S)
-    assert not thread.is_alive(), f"the session did not end within {DEADLINE_S:g} s (its event loop is stuck)"
+    assert not thread.is_alive(), f"the session did not end within {DEADLINE_S:g} s"
     if "error" in outcome:
         raise outcome["error"]
     return outcome["result"]
