@@ -47,6 +47,8 @@ class SessionContext:
         self.usage_failure: Optional[str] = None
         #: why the session is ending, when it ends as a failure: one line, set before ``voicepipe_session_end``
         self.end_message: Optional[str] = None
+        #: the session's handler of a run-folder write the disk refused (see voicepipe.diskwrite)
+        self._on_write_failure: Optional[Callable[[OSError], None]] = None
 
     def send(self, event: Mapping[str, Any]) -> None:
         """Queue a client event (a dict or an SDK ``ClientEvent``); events leave in queue order.
@@ -88,6 +90,12 @@ class SessionContext:
         if task.cancelled():
             return
         exc = task.exception()
+        if exc is not None and self._on_write_failure is not None and isinstance(exc, OSError):
+            from voicepipe.diskwrite import is_write_failure
+
+            if is_write_failure(exc):
+                self._on_write_failure(exc)
+                return
         if exc is not None:
             self.log.error("background_task_failed", task=task.get_name(), error=repr(exc))
 

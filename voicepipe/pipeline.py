@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional
 
 from voicepipe.context import SessionContext
+from voicepipe.diskwrite import is_write_failure
 
 if TYPE_CHECKING:
     import pluggy
@@ -157,6 +158,10 @@ class Pipeline:
         return None
 
     def _plugin_failed(self, plugin_name: str, hook_name: str, what: str, exc: BaseException) -> None:
+        on_write_failure = self.ctx._on_write_failure
+        if on_write_failure is not None and is_write_failure(exc):
+            on_write_failure(exc)  # the disk, not the plugin: the session ends, the plugin stays
+            return
         count = self.errors.get(plugin_name, 0) + 1
         self.errors[plugin_name] = count
         self.log.error(

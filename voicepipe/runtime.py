@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping, Optional, Sequence
 
+from voicepipe import diskwrite
 from voicepipe.connection import Target, connect, open_credential, resolve_target
 from voicepipe.errors import SessionError, UsageError
 from voicepipe.eventshape import malformed
@@ -88,6 +89,9 @@ class SessionRunner:
         self._dropped_events: dict[str, int] = {}
         self._drop: Optional[tuple[Optional[int], Optional[str]]] = None
         self._failure = ""  # why the session failed, for the one-line error
+        self._write_failure: Optional[str] = None  # a run-folder write the disk refused
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self.ctx._on_write_failure = self._write_failed
         self._session_update: dict = {}
         self._stop_requested = asyncio.Event()
         self._wake = asyncio.Event()  # a stop was asked for, or the connection dropped
@@ -122,6 +126,31 @@ class SessionRunner:
         self._stop_requested.set()
         self._wake.set()
 
+    def _write_failed(self, exc: OSError) -> None:
+        """The disk refused a write to the run folder: end the session now, as a failure."""
+        if self._write_failure is not None:
+            return
+        self._write_failure = self._failure = (
+            f"{diskwrite.describe(exc)} in the run folder {self.ctx.run_dir}; the session was ended "
+            "(free space on that disk, or choose another logging.dir or --log-dir)"
+        )
+        self.log.info("run_folder_write_failed", error=diskwrite.describe(exc))
+        self.request_stop("error")
+
+    def _write_failed_anywhere(self, exc: OSError) -> None:
+        """:meth:`_write_failed` for the technical log, which may be written from any thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._write_failed(exc)
+        else:
+            loop.call_soon_threadsafe(self._write_failed, exc)
+
     def _connection_dropped(self, code: Optional[int], reason: Optional[str]) -> None:
         if self._drop is None and not self._stop_requested.is_set():
             self._drop = (code, reason)
@@ -130,9 +159,17 @@ class SessionRunner:
     # -- the session -----------------------------------------------------------------------------
 
     async def run(self) -> int:
+        _new_log_scope()
+        self._loop = asyncio.get_running_loop()
+        stop_listening = diskwrite.listen(self._write_failed_anywhere)
+        try:
+            return await self._run()
+        finally:
+            stop_listening()
+
+    async def _run(self) -> int:
         from voicepipe.profile import build_request_session
 
-        _new_log_scope()
         target = resolve_target(self.profile)
         session = build_request_session(self.profile)
         self.pipeline.call("voicepipe_session_config", "session_config", profile=self.profile, session=session)
@@ -149,6 +186,8 @@ class SessionRunner:
             self.stop_reason = self.stop_reason or "error"
             await self.pipeline.end("error")
             raise
+        if self._write_failure is not None:
+            raise SessionError(self._write_failure)
         if self.ctx.usage_failure:
             raise UsageError(self.ctx.usage_failure)
         if self.stop_reason in ("connection_lost", "error") and self._failure:

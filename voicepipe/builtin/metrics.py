@@ -84,6 +84,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
 from voicepipe import hookimpl
+from voicepipe.diskwrite import LineFile, write_whole
 from voicepipe.errors import UsageError
 from voicepipe.eventshape import finite_or_none as _finite
 from voicepipe.eventshape import mapping_or_empty as _mapping
@@ -488,9 +489,8 @@ class SessionMetrics:
     def _append_line(self, record: dict) -> None:
         if self._jsonl is None:
             self.ctx.run_dir.mkdir(parents=True, exist_ok=True)
-            self._jsonl = open(self.ctx.run_dir / JSONL_NAME, "a", encoding="utf-8")
+            self._jsonl = LineFile(self.ctx.run_dir / JSONL_NAME)  # whole lines, even on a full disk
         self._jsonl.write(json.dumps(record, default=str) + "\n")
-        self._jsonl.flush()
 
     # -- the end -------------------------------------------------------------------------------------
 
@@ -498,20 +498,28 @@ class SessionMetrics:
         """Write what is still open, then ``metrics.json``, the table, and close the exporters."""
         self.handlers = {}
         self.client_handlers = {}
-        for turn in sorted(self.turns.values(), key=lambda t: t.index):
-            self._write(turn, complete=turn.settled())
+        failure: Optional[OSError] = None  # a full disk: metrics.json is still tried, then it is raised
+        try:
+            for turn in sorted(self.turns.values(), key=lambda t: t.index):
+                self._write(turn, complete=turn.settled())
+        except OSError as exc:
+            failure = exc
         self.summary = self.summarize(reason)
-        self.ctx.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.ctx.run_dir / SUMMARY_NAME, "w", encoding="utf-8") as summary_file:
-            json.dump(self.summary, summary_file, indent=2, default=str)
-            summary_file.write("\n")
-        if self._jsonl is not None:
-            self._jsonl.close()
+        try:
+            self.ctx.run_dir.mkdir(parents=True, exist_ok=True)
+            write_whole(self.ctx.run_dir / SUMMARY_NAME, json.dumps(self.summary, indent=2, default=str) + "\n")
+        except OSError as exc:
+            failure = failure or exc
+        finally:
+            if self._jsonl is not None:
+                self._jsonl.close()
         for sink in self.sinks:
             try:
                 sink.close()
             except Exception as exc:
                 self.ctx.log.warning("metrics_export_failed", exporter=type(sink).__name__, error=repr(exc))
+        if failure is not None:
+            raise failure
         if self.settings.table:
             print(format_table(self.summary), file=sys.stdout, flush=True)
         return self.summary
