@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from typing import Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from voicepipe import __version__
 
@@ -77,14 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
+    with _masked_output():
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        return _dispatch(globals()[f"cmd_{args.command}"], args)
+
+
+def _dispatch(handler: Any, args: argparse.Namespace) -> int:
     from voicepipe.errors import ProfileError, VoicepipeError
 
-    handler = globals()[f"cmd_{args.command}"]
     try:
         return handler(args)
     except ProfileError as exc:
@@ -101,6 +106,42 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # the reader went away (`voicepipe show ... | head`); keep the interpreter's final flush quiet
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+
+
+class _MaskedStream:
+    """``sys.stdout`` / ``sys.stderr`` with secrets masked in everything written, whoever writes
+    it: every command masks, whatever a plugin's error message or a file name holds."""
+
+    def __init__(self, stream: Any, redact: Any):
+        self._stream = stream
+        self._redact = redact
+
+    def write(self, text: str) -> int:
+        self._stream.write(self._redact(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _masked_output() -> Iterator[None]:
+    try:
+        from voicepipe.redact import REDACTOR
+    except ImportError:
+        yield
+        return
+    REDACTOR.refresh_env()
+    saved = sys.stdout, sys.stderr
+    sys.stdout = _MaskedStream(saved[0], REDACTOR.redact)  # type: ignore[assignment]
+    sys.stderr = _MaskedStream(saved[1], REDACTOR.redact)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if isinstance(sys.stdout, _MaskedStream):
+            sys.stdout = saved[0]
+        if isinstance(sys.stderr, _MaskedStream):
+            sys.stderr = saved[1]
 
 
 def _redact(text: str) -> str:
