@@ -170,6 +170,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from voicepipe.rundir import make_run_dir
     from voicepipe.runtime import SessionRunner
 
+    import signal
+
+    # until the session's own handlers take over: SIGTERM while starting up ends like Ctrl+C
+    signal.signal(signal.SIGTERM, _interrupted)
     overrides = list(args.set) + (["console.quiet=true"] if args.quiet else [])
     profile = _load(args.profile, overrides)
     pm = make_plugin_manager(profile)
@@ -190,6 +194,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         shutdown_logging()
         print(f"run folder: {run_dir}", file=sys.stderr)
+
+
+def _interrupted(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -174,6 +174,8 @@ class SessionRunner:
         session = build_request_session(self.profile)
         self.pipeline.call("voicepipe_session_config", "session_config", profile=self.profile, session=session)
         self._session_update = {"type": "session.update", "session": session.as_dict()}
+        # from here on: a signal while the emulator starts or the connection opens is a stop too
+        controls = self._install_controls()
         try:
             async with self._endpoint(target) as endpoint_url, open_credential(target) as credential:
                 self.log.info("connecting", target=target.describe())
@@ -181,11 +183,18 @@ class SessionRunner:
                 async def reopen() -> _Link:
                     return await self._open_link(target, endpoint_url, credential)
 
-                await self._converse(await reopen(), reopen, target)
+                opening = asyncio.ensure_future(reopen())
+                if await self._unless_stopped(opening):
+                    await self._converse(opening.result(), reopen, target)
+                else:  # stopped before the connection opened: the end hooks run all the same
+                    await self.pipeline.end(self.stop_reason or "user")
         except BaseException:
             self.stop_reason = self.stop_reason or "error"
             await self.pipeline.end("error")
             raise
+        finally:
+            # only now: a second Ctrl+C during the end hooks must still leave at once
+            self._remove_controls(controls)
         if self._write_failure is not None:
             raise SessionError(self._write_failure)
         if self.ctx.usage_failure:
@@ -206,7 +215,7 @@ class SessionRunner:
         return _Link(connection, stack)
 
     async def _converse(self, link: _Link, reopen: Any, target: Target) -> None:
-        controls = self._install_controls()
+        timer = self._install_timer()
         current: Optional[_Link] = link
         try:
             self._attach(link)
@@ -221,11 +230,8 @@ class SessionRunner:
                 self._drop = None
                 current = await self._recover(current, code, reason, reopen)
         finally:
-            try:
-                await self._finish(current)
-            finally:
-                # only now: a second Ctrl+C during the end hooks must still leave at once
-                self._remove_controls(controls)
+            self._remove_controls(timer)
+            await self._finish(current)
 
     def _attach(self, link: _Link, seeds: Sequence[dict] = ()) -> None:
         """Make ``link`` the connection: configure the session, re-seed, send what the gap kept."""
@@ -478,11 +484,16 @@ class SessionRunner:
 
     # -- stop controls ---------------------------------------------------------------------------
 
+    def _install_timer(self) -> list:
+        """The ``--duration`` timer, counted from the connection being open."""
+        if not self.duration:
+            return []
+        return [("timer", asyncio.get_running_loop().call_later(float(self.duration), self.request_stop, "duration"))]
+
     def _install_controls(self) -> list:
+        """Signals and ``q`` + Enter: installed before connecting, so a stop while connecting is heard."""
         loop = asyncio.get_running_loop()
         installed: list = []
-        if self.duration:
-            installed.append(("timer", loop.call_later(float(self.duration), self.request_stop, "duration")))
         if self.handle_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
