@@ -524,6 +524,18 @@ class Backend(Spec):
         return names
 
 
+def _audio_checks(result: dict, node: Node, path: KeyPath, v: Check) -> None:
+    """An output file that is the input file would overwrite the recording being played."""
+    given, written = result.get("input") or {}, result.get("output") or {}
+    if not (isinstance(given, dict) and isinstance(written, dict)):
+        return
+    source, target = given.get("file"), written.get("file")
+    if isinstance(source, str) and isinstance(target, str) and os.path.normpath(source) == os.path.normpath(target):
+        v.error(node.value["output"].value["file"], path + ("output", "file"),
+                f"{show(target)} is also audio.input.file: the output would overwrite the input "
+                "(write the output elsewhere, e.g. \"{run_dir}/output.wav\")")
+
+
 AUDIO = Map(
     {
         "chunk_ms": Int(10, 200),
@@ -531,7 +543,8 @@ AUDIO = Map(
         "echo_reference": Bool(),
         "input": Backend("input"),
         "output": Backend("output"),
-    }
+    },
+    after=_audio_checks,
 )
 
 # -- the other sections ----------------------------------------------------------------------------
