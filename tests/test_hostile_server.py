@@ -115,3 +115,25 @@ def test_window_s_is_validated(tmp_path):
     with pytest.raises(ProfileError) as failure:
         load_profile(profile)
     assert "connection.reconnect.window_s" in str(failure.value)
+
+
+# -- a flood of malformed frames ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("frame, event", [("{not json", "malformed_server_frame"),
+                                          ('{"type": "response.done", "response": "???"}', "malformed_server_event")])
+def test_malformed_frames_are_logged_at_a_bounded_rate(tmp_path, monkeypatch, frame, event):
+    async def script(peer):
+        await peer.configure()
+        for _ in range(2500):
+            await peer.send_raw(frame)
+        await peer.close(1000)
+
+    with HostileServer(script) as server:
+        result = run_against(server, tmp_path, monkeypatch)
+    assert result.exit_code == 0 and result.reason == "server_closed"
+    logged = log_records(result.run_dir, event)
+    assert len(logged) == 10 + 2  # the first ten, then the 1000th and the 2000th with the count
+    assert [r.get("repeated") for r in logged[10:]] == [1000, 2000]
+    (total,) = log_records(result.run_dir, f"{event}s_total")
+    assert total["count"] == 2500

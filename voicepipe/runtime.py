@@ -93,6 +93,7 @@ class SessionRunner:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self.ctx._on_write_failure = self._write_failed
         self._session_update: dict = {}
+        self._malformed = RepeatedWarning(self.log)
         self._stop_requested = asyncio.Event()
         self._wake = asyncio.Event()  # a stop was asked for, or the connection dropped
         self._interrupts = 0
@@ -373,6 +374,7 @@ class SessionRunner:
             link.reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await link.reader
+        self._malformed.summary()
         if self.stop_reason in ("connection_lost", "error"):
             self.ctx.end_message = self.ctx.usage_failure or self._failure or None
         await self.pipeline.end(self.stop_reason or "error")
@@ -406,16 +408,16 @@ class SessionRunner:
                 return
             except ConnectionError as exc:
                 if _is_malformed_frame(exc):
-                    self.log.warning("malformed_server_frame", error=str(exc))
+                    self._malformed.warn("malformed_server_frame", error=str(exc)[:200])
                     continue
                 self._connection_dropped(None, str(exc))
                 return
             except RecursionError:  # a frame nested too deeply for the SDK to take apart
-                self.log.warning("malformed_server_frame", error="nested too deeply")
+                self._malformed.warn("malformed_server_frame", error="nested too deeply")
                 continue
             problem = malformed(event)
             if problem is not None:
-                self.log.warning("malformed_server_event", event_type=str(event.get("type")), problem=problem)
+                self._malformed.warn("malformed_server_event", event_type=str(event.get("type"))[:80], problem=problem)
                 continue
             event_type = event_fields(event).get("type")
             if event_type == "session.created":
@@ -541,6 +543,32 @@ class SessionRunner:
         self._stdin_partial = partial if len(partial) <= 64 else b"-"  # too long to be a command
         if any(line.strip().lower() in (b"q", b"quit", b"exit") for line in lines):
             self.request_stop("user")
+
+
+class RepeatedWarning:
+    """Warnings a hostile peer could repeat without end (malformed frames): the first
+    :attr:`FIRST` of each kind are logged, then one in :attr:`EVERY` with the count so far, and
+    the total once at the end."""
+
+    FIRST = 10
+    EVERY = 1000
+
+    def __init__(self, log: Any):
+        self.log = log
+        self.counts: dict[str, int] = {}
+
+    def warn(self, event: str, **fields: Any) -> None:
+        count = self.counts.get(event, 0) + 1
+        self.counts[event] = count
+        if count <= self.FIRST:
+            self.log.warning(event, **fields)
+        elif count % self.EVERY == 0:
+            self.log.warning(event, repeated=count, **fields)
+
+    def summary(self) -> None:
+        for event, count in self.counts.items():
+            if count > self.FIRST:
+                self.log.warning(f"{event}s_total", count=count, logged=self.FIRST + count // self.EVERY)
 
 
 def _all_text(event: dict) -> bool:
