@@ -137,3 +137,31 @@ def test_malformed_frames_are_logged_at_a_bounded_rate(tmp_path, monkeypatch, fr
     assert [r.get("repeated") for r in logged[10:]] == [1000, 2000]
     (total,) = log_records(result.run_dir, f"{event}s_total")
     assert total["count"] == 2500
+
+
+# -- a message too big: not a transient fault ---------------------------------------------------------
+
+
+async def _send_a_huge_frame(peer):
+    await peer.configure()
+    await peer.send({"type": "response.text.delta", "delta": "x" * (5 * 1024 * 1024)})
+    await peer.drain()
+
+
+async def _close_with_1009(peer):
+    await peer.configure()
+    await peer.close(1009, "message too big")
+
+
+@pytest.mark.parametrize("script, words", [
+    (_send_a_huge_frame, "the server sent a message larger than the client accepts (4 MiB, the SDK's limit)"),
+    (_close_with_1009, "the server closed the connection because a message was too big (close code 1009)"),
+])
+def test_a_message_too_big_ends_the_session_without_reconnecting(tmp_path, monkeypatch, script, words):
+    with HostileServer(script) as server:
+        with pytest.raises(SessionError) as failure:
+            run_against(server, tmp_path, monkeypatch, reconnect="{attempts: 3, initial_delay_s: 0.01}")
+    assert len(server.peers) == 1
+    message = str(failure.value)
+    assert message.startswith(words) and "reconnecting would not help" in message
+    assert "reconnect.attempts" not in message

@@ -31,7 +31,7 @@ from voicepipe.heap import freeze_startup_heap
 from voicepipe.pipeline import Pipeline, event_fields
 from voicepipe.reconnect import AttemptBudget, AudioGap, ReconnectPolicy, seed_events
 from voicepipe.serverbounds import bounded_session
-from voicepipe.serverevents import receive
+from voicepipe.serverevents import INCOMING_TOO_BIG, receive
 
 if TYPE_CHECKING:
     from voicepipe.plugins import VoicepipePluginManager
@@ -403,6 +403,8 @@ class SessionRunner:
                 if exc.code == 1000:
                     self.close_code = exc.code
                     self.request_stop("server_closed")
+                elif exc.code == 1009:  # the same message would be too big again: not transient
+                    self._message_too_big(exc.reason or "")
                 else:
                     self._connection_dropped(exc.code, exc.reason or None)
                 return
@@ -437,6 +439,20 @@ class SessionRunner:
                         await awaitable
                     except Exception as exc:
                         pipeline._plugin_failed(plugin_name, "voicepipe_event", event_type or "?", exc)
+
+    def _message_too_big(self, reason: str) -> None:
+        self.close_code = 1009
+        if reason == INCOMING_TOO_BIG:
+            what = "the server sent a message larger than the client accepts (4 MiB, the SDK's limit)"
+        else:
+            what = "the server closed the connection because a message was too big (close code 1009" + (
+                f": {reason})" if reason else ")")
+        self._failure = self._failure or (
+            f"{what}; reconnecting would not help (check what is sent: a tool output, instructions or "
+            "history larger than the service takes)"
+        )
+        self.log.error("message_too_big", reason=reason or None)
+        self.request_stop("error")
 
     async def _write(self, link: _Link) -> None:
         from azure.ai.voicelive.aio import ConnectionError
