@@ -1,6 +1,7 @@
 """A server of our own on loopback that sends what no sane service would: the session holds."""
 
 import base64
+import json
 
 import pytest
 from hostile_server import HostileServer, log_records, run_against
@@ -165,3 +166,42 @@ def test_a_message_too_big_ends_the_session_without_reconnecting(tmp_path, monke
     message = str(failure.value)
     assert message.startswith(words) and "reconnecting would not help" in message
     assert "reconnect.attempts" not in message
+
+
+# -- ids that repeat across connections ----------------------------------------------------------------
+
+
+def _answer_events(audio_end_ms: int) -> list:
+    audio = base64.b64encode(bytes(4800)).decode()
+    return [
+        {"type": "input_audio_buffer.speech_stopped", "event_id": "e1", "audio_end_ms": audio_end_ms, "item_id": "item_u"},
+        {"type": "response.created", "event_id": "e2", "response": {"id": "resp_1", "status": "in_progress"}},
+        {"type": "response.output_item.added", "event_id": "e3", "response_id": "resp_1",
+         "item": {"id": "item_1", "type": "message", "role": "assistant"}},
+        {"type": "response.audio.delta", "event_id": "e4", "response_id": "resp_1", "item_id": "item_1", "delta": audio},
+        {"type": "response.audio.done", "event_id": "e5", "response_id": "resp_1", "item_id": "item_1"},
+        {"type": "response.done", "event_id": "e6", "response": {"id": "resp_1", "status": "completed"}},
+    ]
+
+
+@pytest.mark.parametrize("drop_after", [1, 2, 4, 5])
+def test_latencies_are_never_negative_when_ids_repeat_after_a_reconnect(tmp_path, monkeypatch, drop_after):
+    async def script(peer):
+        await peer.configure()
+        events = _answer_events(0)
+        for event in events[:drop_after] if peer.number == 1 else events:
+            await peer.send(event)
+        if peer.number == 1:
+            await peer.close(1011)
+        else:
+            await peer.close(1000)
+
+    with HostileServer(script) as server:
+        result = run_against(server, tmp_path, monkeypatch, reconnect="{attempts: 2, initial_delay_s: 0.01}")
+    assert result.exit_code == 0 and len(server.peers) == 2
+    records = [json.loads(line) for line in result.read("metrics.jsonl").splitlines()]
+    latencies = [value for record in records for key, value in record.items()
+                 if key.endswith("_ms") and isinstance(value, (int, float))]
+    assert latencies and min(latencies) >= 0, records
+    (answered,) = [r for r in records if r["status"] == "completed"]  # the second connection's answer
+    assert answered["server_first_audio_ms"] is not None and answered["response_duration_ms"] is not None

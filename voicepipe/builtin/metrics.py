@@ -174,6 +174,7 @@ class Turn:
 
     __slots__ = (
         "response_id",
+        "key",
         "index",
         "created_at",
         "done_at",
@@ -198,6 +199,7 @@ class Turn:
 
     def __init__(self, response_id: str, index: int, bytes_per_second: int):
         self.response_id = response_id
+        self.key: Any = response_id  # where SessionMetrics.turns holds it
         self.index = index
         self.created_at: Optional[float] = None
         self.done_at: Optional[float] = None
@@ -267,7 +269,9 @@ class SessionMetrics:
             "response.function_call_arguments.done": self._on_arguments_done,
             "response.done": self._on_response_done,
             "error": self._on_error,
+            "session.created": self._on_session_created,
         }
+        self._sessions = 0
         self.client_handlers: dict[str, Callable[[Mapping[str, Any]], None]] = {
             "input_audio_buffer.append": self._on_first_append,
             "response.create": self._on_response_create,
@@ -283,6 +287,25 @@ class SessionMetrics:
             self._next_index += 1
             self.turns[response_id] = turn
         return turn
+
+    def _on_session_created(self, event: Any) -> None:
+        """A new connection (after a reconnect) starts a new session whose ids may repeat the old
+        one's (``resp_1`` again): the turns still open are moved out of the way, so a new response
+        with the same id gets a turn of its own, never the old one's times."""
+        self._sessions += 1
+        if self._sessions == 1:
+            return
+        for turn in list(self.turns.values()):
+            if turn.key == turn.response_id:
+                del self.turns[turn.key]
+                if turn.input_origin is None:
+                    turn.audio_end_ms = None  # it counted on the old connection's audio timeline, now gone
+                turn.key = (self._sessions, turn.response_id)
+                self.turns[turn.key] = turn
+                for item_id in turn.item_ids:
+                    self.item_response[item_id] = turn.key
+        self.pending_creates.clear()
+        self.pending_speech = None
 
     def _on_audio_delta(self, event: Any) -> None:
         # the hot path: dictionary lookups, one clock read per response, a length per delta
@@ -378,7 +401,7 @@ class SessionMetrics:
 
     def on_playback(self, event: Mapping[str, Any]) -> None:
         item_id = event.get("item_id")
-        turn = self.turns.get(event.get("response_id") or self.item_response.get(item_id))
+        turn = self.turns.get(self.item_response.get(item_id) or event.get("response_id"))
         if turn is None:
             return
         at = event.get("at")
@@ -415,7 +438,7 @@ class SessionMetrics:
             self._write(turn, complete=True)
 
     def _write(self, turn: Turn, complete: bool) -> None:
-        self.turns.pop(turn.response_id, None)
+        self.turns.pop(turn.key, None)
         for item_id in turn.item_ids:
             self.item_response.pop(item_id, None)
         for call_id in turn.calls:
