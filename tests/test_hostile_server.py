@@ -205,3 +205,41 @@ def test_latencies_are_never_negative_when_ids_repeat_after_a_reconnect(tmp_path
     assert latencies and min(latencies) >= 0, records
     (answered,) = [r for r in records if r["status"] == "completed"]  # the second connection's answer
     assert answered["server_first_audio_ms"] is not None and answered["response_duration_ms"] is not None
+
+
+# -- a response that stalls while pings are still answered ---------------------------------------------
+
+
+@pytest.mark.parametrize("stall_after", [1, 2, 3])
+def test_a_stalled_response_is_a_lost_connection(tmp_path, monkeypatch, stall_after):
+    async def script(peer):
+        await peer.configure()
+        events = _answer_events(0)[1:]  # response.created, item, audio, audio.done, response.done
+        if peer.number == 1:
+            for event in events[:stall_after]:
+                await peer.send(event)
+            await peer.drain()  # silent from here on; aiohttp still answers pings
+            return
+        for event in events:
+            await peer.send(event)
+        await peer.close(1000)
+
+    with HostileServer(script) as server:
+        result = run_against(server, tmp_path, monkeypatch, reconnect="{attempts: 2, initial_delay_s: 0.01}",
+                             overrides=("connection.response_timeout_s=0.5",))
+    assert result.exit_code == 0 and result.reason == "server_closed"
+    assert len(server.peers) == 2
+    (stalled,) = log_records(result.run_dir, "response_stalled")
+    assert stalled["message"] == "nothing arrived for 0.5 s during a response"
+    assert [e["type"] for e in result.server_events].count("response.done") == 1
+
+
+def test_response_timeout_s_is_validated(tmp_path):
+    from voicepipe.errors import ProfileError
+    from voicepipe.profile import load_profile
+
+    profile = tmp_path / "p.yaml"
+    profile.write_text("connection: {endpoint: emulator, model: m, response_timeout_s: 0}\n")
+    with pytest.raises(ProfileError) as failure:
+        load_profile(profile)
+    assert "connection.response_timeout_s" in str(failure.value)

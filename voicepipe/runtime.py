@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from voicepipe.profile import Profile
 
 DEFAULT_SESSION_TIMEOUT_S = 15.0
+#: a response in progress with no server event for this long is a lost connection
+DEFAULT_RESPONSE_TIMEOUT_S = 30.0
 DEFAULT_INPUT_RATE = 24000
 _CLOSE = object()
 #: stop reasons that end the process with exit code 0
@@ -55,6 +57,9 @@ class _Link:
         self.writer: Optional[asyncio.Task] = None
         self.reader: Optional[asyncio.Task] = None
         self.watchdog: Optional[asyncio.Task] = None
+        self.stall_watch: Optional[asyncio.Task] = None
+        self.responding = False  # a response.created without its response.done yet
+        self.last_event_at = 0.0  # loop time of the last server event
 
 
 class SessionRunner:
@@ -247,6 +252,7 @@ class SessionRunner:
         self._link = link
         link.reader = asyncio.create_task(self._read(link), name="voicepipe reader")
         link.watchdog = asyncio.create_task(self._watch_session_update(link), name="voicepipe session watchdog")
+        link.stall_watch = asyncio.create_task(self._watch_response(link), name="voicepipe response watchdog")
 
     async def _recover(self, lost: _Link, code: Optional[int], reason: Optional[str], reopen: Any) -> Optional[_Link]:
         """Connect again after a drop; the new link, or ``None`` when the session is to end.
@@ -358,7 +364,7 @@ class SessionRunner:
 
     async def _discard(self, link: _Link) -> None:
         """Tear down a link that has dropped: its tasks, its socket, its unsent events."""
-        for task in (link.reader, link.writer, link.watchdog):
+        for task in (link.reader, link.writer, link.watchdog, link.stall_watch):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
         while not link.queue.empty():
@@ -368,8 +374,10 @@ class SessionRunner:
 
     async def _finish(self, link: Optional[_Link]) -> None:
         """End the session: stop reading, run the end hooks, send what they queued, close with 1000."""
-        if link is not None and link.watchdog is not None:
-            link.watchdog.cancel()
+        if link is not None:
+            for task in (link.watchdog, link.stall_watch):
+                if task is not None:
+                    task.cancel()
         if link is not None and link.reader is not None:
             link.reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -395,9 +403,11 @@ class SessionRunner:
         from azure.ai.voicelive.aio import ConnectionClosed, ConnectionError
 
         pipeline, ctx, connection = self.pipeline, self.ctx, link.connection
+        clock = asyncio.get_running_loop().time
         while True:
             try:
                 event = await receive(connection)  # connection.recv(), for less CPU per frame
+                link.last_event_at = clock()
             except ConnectionClosed as exc:
                 self.log.info("server_closed", code=exc.code, reason=exc.reason or None)
                 if exc.code == 1000:
@@ -429,6 +439,10 @@ class SessionRunner:
             elif event_type == "session.updated":
                 ctx.session = bounded_session(event, self._session_update.get("session") or {}, self.log)
                 link.ready.set()
+            elif event_type == "response.created":
+                link.responding = True
+            elif event_type == "response.done":
+                link.responding = False
             elif event_type == "error":
                 error = event.get("error") or {}
                 self.log.error("server_error", code=error.get("code"), message=error.get("message"), param=error.get("param"))
@@ -485,6 +499,21 @@ class SessionRunner:
             self.log.error("no_session_updated", message=message, hint=hint)
             self._failure = self._failure or f"{message} ({hint})"
             self.request_stop("error")
+
+    async def _watch_response(self, link: _Link) -> None:
+        """A response in progress from which nothing arrives for ``connection.response_timeout_s``
+        is a lost connection (a server can stall while still answering pings)."""
+        timeout = float(self.profile.connection.get("response_timeout_s", DEFAULT_RESPONSE_TIMEOUT_S))
+        loop = asyncio.get_running_loop()
+        while True:
+            silent = loop.time() - link.last_event_at
+            if link.responding and silent >= timeout:
+                message = f"nothing arrived for {timeout:g} s during a response"
+                self.log.warning("response_stalled", message=message,
+                                 hint="raise connection.response_timeout_s if the service is this slow")
+                self._connection_dropped(None, message)
+                return
+            await asyncio.sleep(timeout - silent if link.responding and silent < timeout else timeout / 4)
 
     @contextlib.asynccontextmanager
     async def _endpoint(self, target: Target) -> AsyncIterator[str]:

@@ -118,6 +118,7 @@ CONNECTION = _connection_map(
         ),
         "connect_timeout_s": Number(above=0, unit="of seconds"),
         "session_timeout_s": Number(above=0, unit="of seconds"),
+        "response_timeout_s": Number(above=0, unit="of seconds"),
         "reconnect": Map(
             {
                 "attempts": Int(0, 100),
