@@ -504,3 +504,17 @@ def test_played_items_are_forgotten_first_and_queued_accounting_survives_a_clear
     q.write(bytes(20), "queued")
     _, milestones = q.take(10, started_at=0.0)
     assert milestones == [("started", "queued")] and q.played_ms("queued") == 10
+
+
+@pytest.mark.parametrize("chunks, chunk_frames", [(30, 100), (7, 1000), (1, 5000)])
+def test_the_playback_queue_holds_at_most_its_limit(chunks, chunk_frames, caplog):
+    q = PlaybackQueue(1000, max_queued_s=2.0)  # 2000 frames
+    for _ in range(chunks):
+        q.write(bytes(chunk_frames * 2), "flood")
+    total = chunks * chunk_frames
+    assert q.queued_frames == min(total, 2000)
+    assert q.dropped_frames == max(total - 2000, 0)
+    assert q.playback("flood").written_ms == min(total, 2000)  # dropped audio was never written
+    assert len([r for r in caplog.records if "playback queue full" in r.getMessage()]) == 1
+    _, milestones = q.take(2000, started_at=0.0)
+    assert milestones == [("started", "flood"), ("finished", "flood")]

@@ -10,6 +10,7 @@ time of a few list operations and one copy.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from typing import Any, Optional
@@ -20,6 +21,10 @@ from voicepipe.audio.pcm import SAMPLE_WIDTH, LazyPCM
 #: assistant items remembered for ``played_ms``; older ones are forgotten once none of their
 #: audio is queued (an item still waiting to be played is never forgotten)
 MAX_ITEMS = 256
+
+#: audio the queue holds at most: a server that sends faster than real time (or a hostile one) must
+#: not grow it without end; what does not fit is dropped, counted and logged once
+MAX_QUEUED_S = 300.0
 
 Milestone = tuple[str, str]  # ("started" | "finished", item_id)
 
@@ -52,8 +57,11 @@ class _Item:
 class PlaybackQueue:
     """PCM16 mono audio waiting to be played, in write order, tagged with its item id."""
 
-    def __init__(self, rate: int):
+    def __init__(self, rate: int, max_queued_s: float = MAX_QUEUED_S):
         self.rate = int(rate)
+        self.max_queued_bytes = int(max_queued_s * self.rate) * SAMPLE_WIDTH
+        #: frames dropped because the queue was full (never counted as written)
+        self.dropped_frames = 0
         self._lock = threading.Lock()
         # each segment: [item_id or None (a fade, not counted), bytes or LazyPCM, offset]
         self._segments: deque[list] = deque()
@@ -69,6 +77,11 @@ class PlaybackQueue:
         if not pcm:
             return
         with self._lock:
+            room = self.max_queued_bytes - self._queued
+            if len(pcm) > room:
+                pcm = self._overflow(pcm, room)
+                if not pcm:
+                    return
             item = self._items.get(item_id)
             if item is None:
                 item = self._new_item(item_id)
@@ -198,6 +211,18 @@ class PlaybackQueue:
             return (parts[0] if len(parts) == 1 else b"".join(parts)), milestones
 
     # -- helpers (lock held) -------------------------------------------------------------------------
+
+    def _overflow(self, pcm: Any, room: int) -> Any:
+        """What of ``pcm`` fits in ``room`` bytes; the rest is counted as dropped."""
+        room = max(room, 0) - max(room, 0) % SAMPLE_WIDTH
+        if self.dropped_frames == 0:
+            logging.getLogger("voicepipe.audio").warning(
+                "playback queue full (%g s of audio waiting): audio beyond it is dropped", self.max_queued_bytes
+                / SAMPLE_WIDTH / self.rate)
+        self.dropped_frames += (len(pcm) - room) // SAMPLE_WIDTH
+        if room == 0:
+            return b""
+        return pcm.cut(room) if type(pcm) is LazyPCM else pcm[:room]
 
     def _new_item(self, item_id: str) -> _Item:
         """Remember a new item, forgetting the oldest one with nothing queued when there are too many."""
