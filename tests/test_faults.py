@@ -122,3 +122,43 @@ def test_an_unsendable_ctx_send_is_the_plugins_fault_and_the_connection_stays(vo
     assert failure["plugin"] == "careless" and failure["event_type"] == "session.updated"
     assert "ctx.send: the 'conversation.item.create' event cannot be sent as JSON" in failure["error"]
     assert log_records(result, "send_failed") == [] and log_records(result, "connection_lost") == []
+
+
+class _SlowHook:
+    __name__ = "slowpoke"
+
+    def __init__(self, kind):
+        self.kind = kind
+        self.done = False
+
+    def voicepipe_event(self, event, ctx):
+        if event.get("type") != "session.updated" or self.done:
+            return None
+        self.done = True
+        if self.kind == "sync":
+            import time
+
+            time.sleep(0.3)
+            return None
+
+        async def forever():
+            import asyncio
+
+            if self.kind == "sleep":
+                await asyncio.sleep(3600)
+            else:
+                await asyncio.Event().wait()
+
+        return forever()
+
+
+@pytest.mark.parametrize("kind", ["sleep", "event", "sync"])
+def test_a_hook_that_holds_up_the_reader_is_cut_off_and_reported(voicepipe_run, tmp_path, kind):
+    profile = write_profile(tmp_path, NO_RECONNECT, "[]\n")
+    slow, driver = _SlowHook(kind), Driver(answers=1)
+    result = voicepipe_run(profile, plugins=[slow, driver], emulator=False,
+                           overrides=["runtime.hook_timeout_s=0.2"])
+    assert result.exit_code == 0 and driver.answers == 1
+    (failure,) = log_records(result, "plugin_error")
+    assert failure["plugin"] == "slowpoke" and failure["event_type"] == "session.updated"
+    assert "runtime.hook_timeout_s" in failure["error"]

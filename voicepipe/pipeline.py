@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from voicepipe.profile import Profile
 
 DEFAULT_SLOW_HOOK_MS = 50.0
+#: an awaitable a hook returns is cancelled after this long; a plain hook that ran this long counts
+#: as an error of its plugin (it held up every other plugin and the connection)
+DEFAULT_HOOK_TIMEOUT_S = 5.0
 DEFAULT_MAX_PLUGIN_ERRORS = 20
 
 
@@ -49,6 +52,7 @@ class Pipeline:
         self.log = log
         self.slow_hook_s = float(runtime.get("slow_hook_ms", DEFAULT_SLOW_HOOK_MS)) / 1000
         self.max_errors = int(runtime.get("max_plugin_errors", DEFAULT_MAX_PLUGIN_ERRORS))
+        self.hook_timeout_s = float(runtime.get("hook_timeout_s", DEFAULT_HOOK_TIMEOUT_S))
         self.ctx = SessionContext(
             profile, run_dir, log, send=send, stop=stop, notify_playback=self.notify_playback, clock=clock
         )
@@ -108,6 +112,30 @@ class Pipeline:
 
     def _slow_hook(self, plugin_name: str, hook_name: str, what: str, elapsed: float) -> None:
         self.log.warning("slow_hook", plugin=plugin_name, hook=hook_name, event_type=what, ms=round(elapsed * 1000, 1))
+        if elapsed > self.hook_timeout_s:
+            self._plugin_failed(plugin_name, hook_name, what, TimeoutError(
+                f"the hook blocked the event loop for {elapsed:.1f} s (runtime.hook_timeout_s is "
+                f"{self.hook_timeout_s:g}); move slow work to ctx.spawn"))
+
+    async def await_results(self, pending: list, hook_name: str, what: str) -> list:
+        """Await the awaitables hooks returned, in hook order, each for at most ``hook_timeout_s``:
+        one that takes longer is cancelled and counted as an error of its plugin."""
+        import asyncio
+
+        results = []
+        for plugin_name, awaitable in pending:
+            if not inspect.isawaitable(awaitable):
+                results.append(awaitable)
+                continue
+            try:
+                results.append(await asyncio.wait_for(awaitable, self.hook_timeout_s))
+            except asyncio.TimeoutError:
+                self._plugin_failed(plugin_name, hook_name, what, TimeoutError(
+                    f"its awaitable was still running after {self.hook_timeout_s:g} s (runtime.hook_timeout_s) "
+                    "and was cancelled; use ctx.spawn for work that may take longer"))
+            except Exception as exc:
+                self._plugin_failed(plugin_name, hook_name, what, exc)
+        return results
 
     def call(self, hook_name: str, what: str = "", **kwargs: Any) -> list:
         """Call every implementation of ``hook_name``; return the non-``None`` results.
@@ -133,16 +161,7 @@ class Pipeline:
 
     async def call_and_await(self, hook_name: str, what: str = "", **kwargs: Any) -> list:
         """Like :meth:`call`, then await the results that are awaitable (each isolated)."""
-        results = []
-        for plugin_name, result in self.call(hook_name, what, **kwargs):
-            if inspect.isawaitable(result):
-                try:
-                    result = await result
-                except Exception as exc:
-                    self._plugin_failed(plugin_name, hook_name, what, exc)
-                    continue
-            results.append(result)
-        return results
+        return await self.await_results(self.call(hook_name, what, **kwargs), hook_name, what)
 
     def first_result(self, hook_name: str, what: str = "", **kwargs: Any) -> Any:
         """The first non-``None`` answer of a firstresult hook, with isolation like :meth:`call`."""
@@ -194,12 +213,7 @@ class Pipeline:
     async def dispatch_and_wait(self, event: Any) -> None:
         pending = self.dispatch(event)
         if pending:
-            event_type = _event_type(event)
-            for plugin_name, awaitable in pending:
-                try:
-                    await awaitable
-                except Exception as exc:
-                    self._plugin_failed(plugin_name, "voicepipe_event", event_type, exc)
+            await self.await_results(pending, "voicepipe_event", _event_type(event))
 
     def client_event(self, event: Mapping[str, Any]) -> None:
         self._call_event("voicepipe_client_event", event)

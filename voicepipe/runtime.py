@@ -448,11 +448,7 @@ class SessionRunner:
                 self.log.error("server_error", code=error.get("code"), message=error.get("message"), param=error.get("param"))
             pending = pipeline.dispatch(event)
             if pending:
-                for plugin_name, awaitable in pending:
-                    try:
-                        await awaitable
-                    except Exception as exc:
-                        pipeline._plugin_failed(plugin_name, "voicepipe_event", event_type or "?", exc)
+                await pipeline.await_results(pending, "voicepipe_event", event_type or "?")
 
     def _message_too_big(self, reason: str) -> None:
         self.close_code = 1009

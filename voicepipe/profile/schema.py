@@ -577,7 +577,7 @@ SECTIONS: dict[str, Spec] = {
     "logging": Map({"dir": Str(non_empty=True), "level": _LEVEL, "file_level": _LEVEL, "azure_level": _LEVEL,
                     "run_name": Str(non_empty=True, numbers_as_text=True)}),
     "runtime": Map({"slow_hook_ms": Number(above=0), "duration_s": Number(above=0, unit="of seconds"),
-                    "max_plugin_errors": Int(1)}),
+                    "max_plugin_errors": Int(1), "hook_timeout_s": Number(above=0, unit="of seconds")}),
     "console": Map({"quiet": Bool()}),
     "transcript": Map({"enabled": Bool()}),
     "recorder": Map({"enabled": Bool(), "audio": Bool()}),
