@@ -162,3 +162,48 @@ def test_a_hook_that_holds_up_the_reader_is_cut_off_and_reported(voicepipe_run, 
     (failure,) = log_records(result, "plugin_error")
     assert failure["plugin"] == "slowpoke" and failure["event_type"] == "session.updated"
     assert "runtime.hook_timeout_s" in failure["error"]
+
+
+class _Vandal:
+    """Changes every event of one type it is shown."""
+
+    __name__ = "vandal"
+
+    def __init__(self, event_type, change):
+        self.event_type, self.change = event_type, change
+
+    def voicepipe_event(self, event):
+        if event.get("type") == self.event_type:
+            self.change(event)
+
+
+def _drop(key):
+    return lambda event: event.pop(key)
+
+
+def _set(key, value):
+    def change(event):
+        event[key] = value
+    return change
+
+
+@pytest.mark.parametrize("event_type, change", [
+    ("response.done", _drop("response")),
+    ("response.audio.delta", _set("delta", "!!not audio!!")),
+    ("response.created", _set("type", "something.else")),
+    ("response.audio_transcript.done", _set("transcript", None)),
+], ids=["drop-response", "garble-audio", "retype", "blank-transcript"])
+def test_a_plugin_that_changes_events_cannot_corrupt_them_for_the_others(voicepipe_run, tmp_path, event_type, change):
+    profile = write_profile(tmp_path, NO_RECONNECT, "[]\n")
+    driver = Driver(answers=1)
+    result = voicepipe_run(profile, plugins=[driver, _Vandal(event_type, change)], emulator=False)
+    assert result.exit_code == 0 and driver.answers == 1  # the driver runs after the vandal
+    assert "The answer to question 1." in result.read("transcript.txt")
+    seen = [e for e in result.server_events if e["type"] == event_type]
+    assert seen and all(e == seen[0] or e.get("type") == event_type for e in seen)
+    failures = log_records(result, "plugin_error")
+    assert failures and {f["plugin"] for f in failures} == {"vandal"}
+    assert "it changed the" in failures[0]["error"] and "put back" in failures[0]["error"]
+    recorded = [json.loads(line)["event"] for line in result.read("events.jsonl").splitlines()]
+    assert not any(e.get("type") == "something.else" for e in recorded)
+    assert all(e.get("response") for e in recorded if e.get("type") == "response.done")

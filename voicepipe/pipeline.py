@@ -5,6 +5,12 @@ recording. Each plugin's implementation is called on its own, so a plugin that r
 with its name and the event type while the others still see the event; a plugin that keeps raising
 is disabled; an implementation slower than ``runtime.slow_hook_ms`` is logged.
 
+Server events are shared, not copied: the built-ins see each event first, and a server event that
+another plugin changes (a field added, removed or given another value) is put back before the next
+plugin sees it and reported as that plugin's error. The guard costs about 0.4 µs per event for each
+plugin that is not a built-in (a copy and a comparison of the event's top-level fields; parsing
+the frame costs about 8 µs); a session with the built-ins alone pays nothing.
+
 Events are the hot path: their hooks are called through a list of ``(plugin, callable(event,
 ctx))`` built once per hook, with one clock reading per implementation, and the event's type is
 read only when a report needs it. :func:`event_fields` gives plugins cheap reads of an event.
@@ -69,9 +75,12 @@ class Pipeline:
         impls = self._impls.get(hook_name)
         if impls is None:
             hook = getattr(self.pm.hook, hook_name)
-            # pluggy calls the most recently registered first; keep its order
+            # pluggy calls the most recently registered first; keep its order, but the built-ins
+            # first: what another plugin does to an event cannot reach the audio, the recording,
+            # the transcript or the metrics
             impls = [i for i in reversed(hook.get_hookimpls()) if not i.hookwrapper and not i.wrapper]
             impls = [i for i in impls if i.plugin_name not in self.disabled]
+            impls = [i for i in impls if _is_builtin(i)] + [i for i in impls if not _is_builtin(i)]
             self._impls[hook_name] = impls
         return impls
 
@@ -79,7 +88,11 @@ class Pipeline:
         """``(plugin name, callable(event, ctx))`` for each implementation of an ``event, ctx`` hook."""
         callers = self._callers.get(hook_name)
         if callers is None:
-            callers = [(i.plugin_name, _event_caller(i.function, tuple(i.argnames))) for i in self._implementations(hook_name)]
+            callers = [
+                (i.plugin_name, _event_caller(i.function, tuple(i.argnames)) if _is_builtin(i) or hook_name != "voicepipe_event"
+                 else _guarded(_event_caller(i.function, tuple(i.argnames))))
+                for i in self._implementations(hook_name)
+            ]
             self._callers[hook_name] = callers
         return callers
 
@@ -261,6 +274,49 @@ def event_fields(event: Any) -> Mapping[str, Any]:
     except AttributeError:
         return event
     return mapping if type(mapping) is MappingProxyType else event
+
+
+def _is_builtin(impl: Any) -> bool:
+    return str(getattr(impl.plugin, "__name__", "") or type(impl.plugin).__module__).startswith("voicepipe.builtin")
+
+
+class EventChanged(Exception):
+    """A plugin changed a server event it was given (it was put back for the other plugins)."""
+
+
+def _guarded(caller: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """``caller`` for a plugin that is not a built-in: a server event it changes (a field added,
+    removed or given another scalar value) is put back as it was before the next plugin sees it,
+    and the change is reported as the plugin's error. What a field holds (an object, a list) is
+    the plugin's to leave alone: the SDK itself turns those into models when they are read."""
+
+    def call(event: Any, ctx: Any) -> Any:
+        raw = event if type(event) is dict else getattr(event, "_data", None)
+        if type(raw) is not dict:  # not an event whose fields we can see: nothing to guard
+            return caller(event, ctx)
+        before = raw.copy()
+        result = caller(event, ctx)
+        if raw != before and _scalars_changed(raw, before):  # equal dicts: one C comparison
+            raw.clear()
+            raw.update(before)
+            raise EventChanged(f"it changed the {before.get('type')!r} event it was given; the event was put back "
+                               "for the other plugins (copy an event before changing it)")
+        return result
+
+    return call
+
+
+def _scalars_changed(fields: Mapping[str, Any], before: dict) -> bool:
+    if len(fields) != len(before):
+        return True
+    for key, value in before.items():
+        now = fields.get(key, _GONE)
+        if now is not value and (now is _GONE or not isinstance(value, (dict, list))):
+            return True
+    return False
+
+
+_GONE = object()
 
 
 def _event_type(event: Any) -> str:
