@@ -80,7 +80,7 @@ class Pipeline:
             # the transcript or the metrics
             impls = [i for i in reversed(hook.get_hookimpls()) if not i.hookwrapper and not i.wrapper]
             impls = [i for i in impls if i.plugin_name not in self.disabled]
-            impls = [i for i in impls if _is_builtin(i)] + [i for i in impls if not _is_builtin(i)]
+            impls = _builtins_first(impls)
             self._impls[hook_name] = impls
         return impls
 
@@ -274,6 +274,15 @@ def event_fields(event: Any) -> Mapping[str, Any]:
     except AttributeError:
         return event
     return mapping if type(mapping) is MappingProxyType else event
+
+
+def _builtins_first(impls: list) -> list:
+    """``impls`` in calling order with the built-ins ahead of the others, except that tryfirst and
+    trylast implementations keep their places at the ends."""
+    first = [i for i in impls if i.tryfirst]
+    last = [i for i in impls if i.trylast and not i.tryfirst]
+    middle = [i for i in impls if not i.tryfirst and not i.trylast]
+    return first + [i for i in middle if _is_builtin(i)] + [i for i in middle if not _is_builtin(i)] + last
 
 
 def _is_builtin(impl: Any) -> bool:
