@@ -132,7 +132,8 @@ async def plugin_costs(url: str, workdir: Path, frames: list[str], passes: int) 
 
 def operation_costs(frames: list[str], workdir: Path, passes: int) -> list[tuple[str, float]]:
     """Microseconds per event of the operations the built-ins spend most on."""
-    from voicepipe.builtin.recorder import _ENCODER, _write_all, describe_audio
+    from voicepipe.builtin.recorder import _ENCODER, describe_audio
+    from voicepipe.diskwrite import append_whole
     from voicepipe.pipeline import event_fields
     from voicepipe.redact import REDACTOR
 
@@ -183,7 +184,12 @@ def operation_costs(frames: list[str], workdir: Path, passes: int) -> list[tuple
          timed(lines, REDACTOR.redact)),
     ]
     with open(workdir / "lines.jsonl", "ab", buffering=0) as sink:
-        rows.append(("recorder: one unbuffered write of the line", timed(encoded, lambda data: _write_all(sink, data))))
+        size = [0]
+
+        def write(data: bytes) -> None:
+            size[0] = append_whole(sink.fileno(), data, size[0], "lines.jsonl")
+
+        rows.append(("recorder: one unbuffered write of the line", timed(encoded, write)))
     try:
         from voicepipe.eventshape import malformed
     except ImportError:

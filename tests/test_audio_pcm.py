@@ -21,7 +21,7 @@ from voicepipe.audio.pcm import (
     output_rate,
     pcm_bytes,
 )
-from voicepipe.audio.playback import PlaybackQueue
+from voicepipe.audio.playback import MAX_ITEMS, PlaybackQueue
 from voicepipe.audio.resample import StreamResampler, resample
 
 
@@ -489,3 +489,44 @@ def test_a_wav_output_gets_bytes_and_writes_lazy_audio_decoded(tmp_path):
     with wave.open(str(tmp_path / "out.wav")) as wav:
         assert wav.readframes(100) == frames(10, 4)
 
+
+
+@pytest.mark.parametrize("items, taken", [(MAX_ITEMS + 1, 0), (2 * MAX_ITEMS, 0), (MAX_ITEMS + 40, 5)])
+def test_items_still_queued_are_never_forgotten(items, taken):
+    q = PlaybackQueue(1000)
+    for n in range(items):
+        q.write(bytes(20), f"item{n}")  # 10 frames each, none played yet
+    q.take(10 * taken, started_at=0.0)  # the first `taken` items played out
+    head = q.clear()  # a barge-in with more items queued than are remembered
+    assert head is not None and head.item_id == f"item{taken}" and head.played_ms == 0
+    assert q.playback(f"item{items - 1}").written_ms == 10
+    for n in range(items):
+        q.write(bytes(20), f"later{n}")  # once nothing is queued, old items make room again
+    assert q.playback("item0") is None
+
+
+def test_played_items_are_forgotten_first_and_queued_accounting_survives_a_clear():
+    q = PlaybackQueue(1000)
+    for n in range(MAX_ITEMS + 5):
+        q.write(bytes(20), f"item{n}")
+        q.take(10, started_at=float(n))
+    q.write(bytes(20), "queued")
+    assert q.playback("item0") is None and q.playback(f"item{MAX_ITEMS + 4}") is not None
+    assert q.clear().item_id == "queued"
+    q.write(bytes(20), "queued")
+    _, milestones = q.take(10, started_at=0.0)
+    assert milestones == [("started", "queued")] and q.played_ms("queued") == 10
+
+
+@pytest.mark.parametrize("chunks, chunk_frames", [(30, 100), (7, 1000), (1, 5000)])
+def test_the_playback_queue_holds_at_most_its_limit(chunks, chunk_frames, caplog):
+    q = PlaybackQueue(1000, max_queued_s=2.0)  # 2000 frames
+    for _ in range(chunks):
+        q.write(bytes(chunk_frames * 2), "flood")
+    total = chunks * chunk_frames
+    assert q.queued_frames == min(total, 2000)
+    assert q.dropped_frames == max(total - 2000, 0)
+    assert q.playback("flood").written_ms == min(total, 2000)  # dropped audio was never written
+    assert len([r for r in caplog.records if "playback queue full" in r.getMessage()]) == 1
+    _, milestones = q.take(2000, started_at=0.0)
+    assert milestones == [("started", "flood"), ("finished", "flood")]

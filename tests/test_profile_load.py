@@ -434,3 +434,46 @@ def test_an_empty_path_and_a_fifo_are_refused_without_blocking(tmp_path):
     child.write_text("extends: pipe.yaml\n")
     with pytest.raises(ProfileError, match=r"'.*pipe\.yaml' is not a regular file"):
         load_profile(child)
+
+
+def _count_reads(monkeypatch) -> dict:
+    reads: dict = {}
+    original = Path.read_text
+
+    def counting(self, *args, **kwargs):
+        reads[self.name] = reads.get(self.name, 0) + 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", counting)
+    return reads
+
+
+@pytest.mark.parametrize("levels, fan_out", [(6, 4), (9, 2), (4, 10)])
+def test_an_extends_fan_out_reads_each_file_once(tmp_path, monkeypatch, levels, fan_out):
+    for level in range(levels - 1):
+        parents = ", ".join([f"p{level + 1}.yaml"] * fan_out)
+        write(tmp_path, f"p{level}.yaml", f"extends: [{parents}]\nsession: {{instructions: level {level}}}\n")
+    write(tmp_path, f"p{levels - 1}.yaml", "connection: {endpoint: emulator, model: gpt-realtime}\n")
+    reads = _count_reads(monkeypatch)
+    profile = load_profile(tmp_path / "p0.yaml")
+    assert profile.session["instructions"] == "level 0" and profile.connection["model"] == "gpt-realtime"
+    assert {name: count for name, count in reads.items() if name.startswith("p")} == {
+        f"p{level}.yaml": 1 for level in range(levels)}
+
+
+@pytest.mark.parametrize("shape", ["many files", "one file many times"])
+def test_an_extends_tree_naming_too_many_files_is_refused(tmp_path, shape):
+    from voicepipe.profile.merge import MAX_EXTENDS
+
+    count = MAX_EXTENDS + 1
+    if shape == "many files":
+        for n in range(count):
+            write(tmp_path, f"f{n}.yaml", f"session: {{instructions: file {n}}}\n")
+        parents = ", ".join(f"f{n}.yaml" for n in range(count))
+    else:
+        write(tmp_path, "f.yaml", "session: {instructions: again}\n")
+        parents = ", ".join(["f.yaml"] * count)
+    main = write(tmp_path, "main.yaml", f"extends: [{parents}]\nconnection: {{endpoint: emulator, model: m}}\n")
+    assert only_problem(main).endswith(
+        f"extends[{MAX_EXTENDS}]: the extends tree names more than {MAX_EXTENDS} profile files in all "
+        "(flatten it: extend fewer files, fewer times)")

@@ -541,3 +541,16 @@ def test_a_credential_from_the_environment_is_masked_in_messages(tmp_path, monke
     assert secret not in str(err.value)
 
     assert "got '***'" in str(err.value)
+
+
+@pytest.mark.parametrize("source, target", [("q.wav", "q.wav"), ("audio/q.wav", "./audio/q.wav"),
+                                            ("a/../q.wav", "q.wav")])
+def test_an_output_file_that_is_the_input_file_is_refused(tmp_path, source, target):
+    path = write(tmp_path, f"audio:\n  input: {{backend: wav, file: {source}}}\n  output: {{backend: wav, file: {target}}}\n")
+    assert only_problem(path).endswith(
+        f"audio.output.file: '{target}' is also audio.input.file: the output would overwrite the input "
+        "(write the output elsewhere, e.g. \"{run_dir}/output.wav\")")
+
+
+def test_different_input_and_output_files_are_fine(tmp_path):
+    valid(tmp_path, "audio:\n  input: {backend: wav, file: q.wav}\n  output: {backend: wav, file: a.wav}\n")

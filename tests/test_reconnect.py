@@ -6,11 +6,13 @@ Every test runs a real session against the embedded emulator, whose scenario inj
 import asyncio
 import base64
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from emulator_helpers import served_emulator
 from faulty_session import Driver, log_records, write_profile
+from hostile_server import within_deadline
 
 from voicepipe.audio.base import AudioInput
 from voicepipe.errors import SessionError
@@ -78,7 +80,7 @@ def test_giving_up_ends_the_session_with_exit_1_and_complete_files(voicepipe_run
     with pytest.raises(SessionError) as failure:
         voicepipe_run(profile, plugins=[driver], emulator=False, run_dir=run_dir)
     message = str(failure.value)
-    assert message.startswith("the connection was lost and 2 reconnect attempt(s) failed; last: ")
+    assert message.startswith("the connection was lost and 2 reconnect attempt(s) within 300 s did not keep it; last: ")
     assert "503" in message and "connection.reconnect.attempts" in message
     assert driver.ends == ["connection_lost"]
     assert driver.disconnects == [(1006, True)]
@@ -306,3 +308,27 @@ def test_a_session_with_a_reconnect_replays_to_the_same_transcript(voicepipe_run
     assert asyncio.run(replay(Profile.empty(), live.run_dir, replayed, pm=pm)) == 0
     for name in ("transcript.txt", "transcript.jsonl"):
         assert (replayed / name).read_text().splitlines() == live.read(name).splitlines(), name
+
+
+QUESTION_WAV = Path(__file__).resolve().parent.parent / "profiles" / "audio" / "question.wav"
+
+
+@pytest.mark.parametrize(
+    "trigger",
+    ["{event: response.created}", "{event: response.audio.delta, count: 1}",
+     "{event: response.audio.delta, count: 4}", "{event: response.audio_transcript.delta, count: 2}"],
+)
+def test_a_reconnect_mid_answer_does_not_hold_up_the_end_of_finite_input(voicepipe_run, tmp_path, monkeypatch, trigger):
+    import voicepipe.builtin.audio as audio_plugin
+
+    monkeypatch.setattr(audio_plugin, "MAX_ANSWER_S", 3600.0)  # a wait for the lost answer: the deadline catches it
+    profile = write_profile(
+        tmp_path,
+        "{attempts: 3, initial_delay_s: 0.01}",
+        f"- {{after: {trigger}, action: close, code: 1011, connection: 1}}\n",
+    )
+    wav_input = ["audio.input.backend=wav", f"audio.input.file={QUESTION_WAV}", "audio.input.realtime=false",
+                 "audio.input.trailing_silence_ms=1500"]
+    result = within_deadline(lambda: voicepipe_run(profile, emulator=False, overrides=wav_input))
+    assert result.exit_code == 0 and result.reason == "input_finished"
+    assert result.server_types().count("session.created") == 2  # it did reconnect

@@ -219,7 +219,8 @@ def test_a_recording_cut_by_a_kill_replays_up_to_the_cut(tmp_path):
 @pytest.mark.parametrize(
     "content, message",
     [
-        ('{"t": 0, "direction": "server", "event": {"type": "session.created"}}\nnot json\n{"t": 1}\n', ":2: not a JSON record"),
+        ('{"t": 0, "direction": "server", "event": {"type": "session.created"}}\nnot json\n{"t": 1}\n', ":3: neither a recorder line"),
+        ("not json\n{torn\n\n", ":1: not a JSON record"),
         ("[1, 2]\n", ":1: expected a JSON object"),
         ('{"t": 0, "direction": "client", "event": {"type": "response.create"}}\n', "no server events"),
         ("interactions: 3\n", "not a recording"),
@@ -240,3 +241,19 @@ def test_a_folder_without_events_says_so(tmp_path):
         read_recording(tmp_path)
     with pytest.raises(UsageError, match="no such run folder"):
         read_recording(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("torn_at", [[5], [5, 6, 30], [1, 38]])
+def test_torn_lines_in_the_middle_are_skipped_and_the_rest_replays(tmp_path, torn_at):
+    live_run(tmp_path / "live")
+    events = (tmp_path / "live" / "events.jsonl").read_text().splitlines()[:40]
+    whole = len(read_recording(tmp_path / "live" / "events.jsonl")[:40])
+    torn = [line[: len(line) // 2] if number in torn_at else line for number, line in enumerate(events)]
+    path = tmp_path / "torn.jsonl"
+    path.write_text("\n".join(torn) + "\n")
+    skipped: list = []
+    records = read_recording(path, skipped)
+    assert len(records) == whole - len(torn_at)
+    assert [message.split(":")[1] for message in skipped] == [str(n + 1) for n in torn_at]
+    assert all(message.endswith("; skipped") for message in skipped)
+    assert run_replay(path, tmp_path / "out") == 0

@@ -366,3 +366,58 @@ def test_harness_connect_error_message_and_traceback_hold_no_key(api_key, tmp_pa
         folders=[tmp_path / "logs"],
         texts={"stdout": printed.out, "stderr": printed.err, "exception": rendered(caught.value)},
     )
+
+
+# -- every command masks -------------------------------------------------------------------------------
+
+
+def _validate_with_plugin(tmp_path: Path, plugin_source: str) -> Path:
+    (tmp_path / "leaky.py").write_text(plugin_source)
+    profile = tmp_path / "leaky.yaml"
+    profile.write_text("connection: {endpoint: emulator, model: gpt-realtime}\nplugins: [leaky.py]\n")
+    return profile
+
+
+@pytest.mark.parametrize(
+    "plugin_source",
+    [
+        "import os\nraise RuntimeError('bad key ' + os.environ['AZURE_VOICELIVE_API_KEY'])\n",
+        f"x = '{KEY}' +\n",  # a syntax error quotes the line, key and all
+        "import os\nimport importlib\nimportlib.import_module('missing_' + os.environ['AZURE_VOICELIVE_API_KEY'])\n",
+    ],
+    ids=["raises", "syntax-error", "missing-module"],
+)
+def test_validate_masks_a_plugins_import_error(api_key, tmp_path, capfd, plugin_source):
+    profile = _validate_with_plugin(tmp_path, plugin_source)
+    exit_code = cli.main(["validate", str(profile)])
+    printed = capfd.readouterr()
+    assert exit_code == 2 and "leaky" in printed.err
+    assert_nothing_leaks((KEY,), texts={"stdout": printed.out, "stderr": printed.err})
+
+
+@pytest.mark.parametrize("command", [["validate"], ["show"], ["plugins"]])
+def test_other_commands_mask_what_they_print(api_key, tmp_path, capfd, command):
+    profile = tmp_path / "p.yaml"
+    profile.write_text(f"connection: {{endpoint: emulator, model: gpt-realtime}}\nsession: {{instructions: 'say {KEY}'}}\n"
+                       f"plugins: [missing_{KEY}.py]\n")
+    cli.main([*command, str(profile)])
+    printed = capfd.readouterr()
+    assert printed.out or printed.err
+    assert_nothing_leaks((KEY,), texts={"stdout": printed.out, "stderr": printed.err})
+
+
+@pytest.mark.parametrize("run_name", ["${AZURE_VOICELIVE_API_KEY}", "call-${AZURE_VOICELIVE_API_KEY}-x", "${MY_SERVICE_TOKEN}"])
+def test_a_run_folder_named_from_a_secret_is_masked(api_key, tmp_path, capfd, monkeypatch, run_name):
+    monkeypatch.setenv("MY_SERVICE_TOKEN", KEY)
+    profile = tmp_path / "named.yaml"
+    profile.write_text(
+        "connection: {endpoint: emulator, model: gpt-realtime}\n"
+        "audio: {input: {backend: null}, output: {backend: null, realtime: false}}\n"
+        f"logging: {{run_name: '{run_name}'}}\nconsole: {{quiet: true}}\nmetrics: {{table: false}}\n"
+    )
+    assert cli.main(["run", str(profile), "--log-dir", str(tmp_path / "logs"), "--duration", "0.2"]) == 0
+    printed = capfd.readouterr()
+    (run_dir,) = (tmp_path / "logs").iterdir()
+    assert KEY not in run_dir.name
+    assert f"run folder: {run_dir}" in printed.err
+    assert_nothing_leaks((KEY,), folders=[tmp_path / "logs"], texts={"stdout": printed.out, "stderr": printed.err})

@@ -187,3 +187,24 @@ def test_ctrl_c_while_waiting_to_reconnect_ends_at_once_with_exit_0(tmp_path):
     assert_files_complete(run_dir, "user", turns=0)
     assert "-- connection lost (code 1011), reconnecting --" in (run_dir / "transcript.txt").read_text(encoding="utf-8")
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT", "q-Enter"])
+def test_a_stop_while_the_connection_opens_ends_cleanly_with_the_end_hooks(tmp_path, stop):
+    """The server accepts the TCP connection and never answers the WebSocket upgrade; the stop
+    comes while the client waits for it: a message, the end hooks, exit 0, no leaked HTTP session."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # never accept()ed: the upgrade hangs
+        profile = write_profile(tmp_path, f"http://127.0.0.1:{silent.getsockname()[1]}",
+                                connection="connect_timeout_s: 120")
+        with VoicepipeProcess(profile, tmp_path / "logs") as run:
+            run_dir = run.run_dir
+            run.wait_for_line(r"\bconnecting\b", "stderr")
+            STOPS[stop](run)
+            assert run.wait() == 0, run.describe()
+    assert "reason=user" in run.wait_for_line(r"\bstopping\b", "stderr").string  # said on the console
+    assert end_reasons(run_dir) == ["user"]
+    assert find_log_record(run_dir, "stopping")["reason"] == "user"
+    assert "Unclosed" not in run.stderr and "Traceback" not in run.stderr, run.stderr
+    assert_lines_well_formed(run_dir)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from typing import Optional, Sequence
+from typing import Any, Iterator, Optional, Sequence
 
 from voicepipe import __version__
 
@@ -121,14 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
+    with _masked_output():
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        return _dispatch(globals()[f"cmd_{args.command}"], args)
+
+
+def _dispatch(handler: Any, args: argparse.Namespace) -> int:
     from voicepipe.errors import ProfileError, VoicepipeError
 
-    handler = globals()[f"cmd_{args.command}"]
     try:
         if args.command not in ("init", "profiles", "devices"):
             _read_dotenv()
@@ -170,7 +175,46 @@ def _read_dotenv() -> None:
             os.environ[name] = value
             taken.append(name)
     if taken:
+        from voicepipe.redact import REDACTOR
+
+        REDACTOR.refresh_env()  # a key from .env is masked like one from the environment
         print(f"voicepipe: from .env: {', '.join(sorted(taken))}", file=sys.stderr)
+
+
+class _MaskedStream:
+    """``sys.stdout`` / ``sys.stderr`` with secrets masked in everything written, whoever writes
+    it: every command masks, whatever a plugin's error message or a file name holds."""
+
+    def __init__(self, stream: Any, redact: Any):
+        self._stream = stream
+        self._redact = redact
+
+    def write(self, text: str) -> int:
+        self._stream.write(self._redact(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _masked_output() -> Iterator[None]:
+    try:
+        from voicepipe.redact import REDACTOR
+    except ImportError:
+        yield
+        return
+    REDACTOR.refresh_env()
+    saved = sys.stdout, sys.stderr
+    sys.stdout = _MaskedStream(saved[0], REDACTOR.redact)  # type: ignore[assignment]
+    sys.stderr = _MaskedStream(saved[1], REDACTOR.redact)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if isinstance(sys.stdout, _MaskedStream):
+            sys.stdout = saved[0]
+        if isinstance(sys.stderr, _MaskedStream):
+            sys.stderr = saved[1]
 
 
 def _redact(text: str) -> str:
@@ -199,6 +243,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from voicepipe.rundir import make_run_dir
     from voicepipe.runtime import SessionRunner
 
+    import signal
+
+    # until the session's own handlers take over: SIGTERM while starting up ends like Ctrl+C
+    signal.signal(signal.SIGTERM, _interrupted)
     overrides = list(args.set) + (["console.quiet=true", "metrics.table=false"] if args.quiet else [])
     profile = _load(args.profile, overrides)
     pm = make_plugin_manager(profile)
@@ -238,6 +286,10 @@ def _write_report(run_dir) -> None:
         write_report(run_dir)
     except (VoicepipeError, OSError, ValueError) as exc:
         print(f"warning: no report.html: {_redact(str(exc))} (voicepipe report {run_dir} tries again)", file=sys.stderr)
+
+
+def _interrupted(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import os
 import re
 from dataclasses import dataclass, field
@@ -195,8 +196,31 @@ async def connect(target: Target, endpoint_url: str, credential: Any) -> AsyncIt
 
     manager = sdk_connect(credential=credential, endpoint=endpoint_url, **target.connect_kwargs())
     where = "the embedded emulator" if target.is_emulator else urlsplit(endpoint_url).netloc or endpoint_url
+    opened: list = []  # the HTTP session the SDK makes for this attempt
+    attempt = _ATTEMPT_SESSIONS.set(opened)
+    _track_sdk_sessions()
     try:
-        connection = await asyncio.wait_for(manager.__aenter__(), target.connect_timeout_s)
+        connection = await _opened(manager, target, where)
+    except BaseException:
+        # the SDK closes its HTTP session only on an HTTP error: a timeout or a cancel (a stop
+        # asked for while connecting) would leave it open ("Unclosed client session" at exit)
+        for session in opened:
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(session.close())
+        raise
+    finally:
+        _ATTEMPT_SESSIONS.reset(attempt)
+    try:
+        yield connection
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(manager.__aexit__(None, None, None), 5)
+
+
+async def _opened(manager: Any, target: Target, where: str) -> Any:
+    """The SDK connection, or one clear error within ``connect_timeout_s``."""
+    try:
+        return await asyncio.wait_for(manager.__aenter__(), target.connect_timeout_s)
     except asyncio.TimeoutError:
         raise SessionError(
             f"could not connect to {where} within {target.connect_timeout_s:g} s "
@@ -207,11 +231,41 @@ async def connect(target: Target, endpoint_url: str, credential: Any) -> AsyncIt
         if type(exc).__name__ in ("CredentialUnavailableError", "ClientAuthenticationError") or _refused(message):
             raise UsageError(message) from None  # the credentials are the user's to fix: exit 2
         raise SessionError(message) from None
-    try:
-        yield connection
-    finally:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(manager.__aexit__(None, None, None), 5)
+
+
+#: the HTTP sessions the SDK opens during the current connection attempt (see _track_sdk_sessions)
+_ATTEMPT_SESSIONS: contextvars.ContextVar[Optional[list]] = contextvars.ContextVar("voicepipe_attempt_sessions",
+                                                                                  default=None)
+
+
+def _track_sdk_sessions() -> None:
+    """Let :func:`connect` see the ``aiohttp.ClientSession`` the SDK makes for a connection attempt.
+
+    The SDK module reads ``aiohttp.ClientSession`` from its module global ``aiohttp``; that global
+    becomes a copy of the aiohttp module whose ``ClientSession`` also records each session in the
+    current attempt's list. Every other name is the module's own (copied, so reading them costs
+    what it did)."""
+    import types
+
+    import aiohttp
+    from azure.ai.voicelive.aio import _patch as sdk
+
+    if getattr(sdk.aiohttp, "_voicepipe_tracked", False) or sdk.aiohttp is not aiohttp:
+        return
+    real_session = aiohttp.ClientSession
+
+    def client_session(*args: Any, **kwargs: Any) -> Any:
+        session = real_session(*args, **kwargs)
+        opened = _ATTEMPT_SESSIONS.get()
+        if opened is not None:
+            opened.append(session)
+        return session
+
+    tracked = types.ModuleType(aiohttp.__name__, aiohttp.__doc__)
+    tracked.__dict__.update(aiohttp.__dict__)
+    tracked.ClientSession = client_session  # type: ignore[attr-defined]
+    tracked._voicepipe_tracked = True  # type: ignore[attr-defined]
+    sdk.aiohttp = tracked
 
 
 def _refused(message: str) -> bool:

@@ -53,9 +53,16 @@ class SessionContext:
         self._tasks: set[asyncio.Task] = set()
         #: the first :meth:`fail` message: the session ends as a usage error (exit code 2)
         self.usage_failure: Optional[str] = None
+        #: why the session is ending, when it ends as a failure: one line, set before ``voicepipe_session_end``
+        self.end_message: Optional[str] = None
+        #: the session's handler of a run-folder write the disk refused (see voicepipe.diskwrite)
+        self._on_write_failure: Optional[Callable[[OSError], None]] = None
 
     def send(self, event: Mapping[str, Any]) -> None:
-        """Queue a client event (a dict or an SDK ``ClientEvent``); events leave in queue order."""
+        """Queue a client event (a dict or an SDK ``ClientEvent``); events leave in queue order.
+
+        An event JSON cannot carry (bytes, a set, NaN, a cycle) raises ``TypeError`` here, so it is
+        reported against the plugin that sent it and the connection carries on."""
         self._send(event)
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: Optional[str] = None) -> asyncio.Task:
@@ -91,6 +98,12 @@ class SessionContext:
         if task.cancelled():
             return
         exc = task.exception()
+        if exc is not None and self._on_write_failure is not None and isinstance(exc, OSError):
+            from voicepipe.diskwrite import is_write_failure
+
+            if is_write_failure(exc):
+                self._on_write_failure(exc)
+                return
         if exc is not None:
             self.log.error("background_task_failed", task=task.get_name(), error=repr(exc))
 

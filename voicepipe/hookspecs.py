@@ -5,10 +5,18 @@ A plugin is any module or object with functions named after these hooks and mark
 accept only the ones it needs (pluggy's opt-in arguments), so hooks can grow without breaking
 plugins.
 
-Hooks run on the event loop thread, one implementation after another. They must not block: a hook
-that needs the network or a slow computation either schedules it with ``ctx.spawn(coro)`` or, where
-the hook says so, returns an awaitable that the runtime awaits. A hook that takes longer than the
-profile's ``runtime.slow_hook_ms`` is logged with its plugin's name.
+Hooks run on the event loop thread, one implementation after another, and the contract for slow
+work is:
+
+* A hook returns quickly. One slower than ``runtime.slow_hook_ms`` (default 50) is logged with its
+  plugin's name; one that blocked the loop longer than ``runtime.hook_timeout_s`` (default 5) also
+  counts as an error of its plugin (``runtime.max_plugin_errors`` of them disable it). A plain
+  function cannot be interrupted, so this is found out afterwards: do not block.
+* Where the hook says so, it may return an awaitable. The runtime awaits it before the next event
+  reaches any plugin, so event order holds, for at most ``runtime.hook_timeout_s``: past that it
+  is cancelled and counted as an error of its plugin, and the session carries on.
+* Work that may take longer (the network, a model, an upload) goes to ``ctx.spawn(coro)``: it runs
+  beside the session, never holds up events, and is cancelled when the session ends.
 
 Where a hook receives ``ctx`` it is the :class:`voicepipe.context.SessionContext` of the running
 session: ``ctx.send(event)``, ``ctx.spawn(coro)``, ``ctx.stop(reason)``, ``ctx.fail(message)``

@@ -90,7 +90,7 @@ def configure_logging(
     if run_dir is not None:
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        file = logging.FileHandler(run_dir / LOG_FILE_NAME, mode="a", encoding="utf-8")  # flushes per record
+        file = _RunLogHandler(run_dir / LOG_FILE_NAME)
         file.setLevel(file_level_no)
         file.setFormatter(_json_formatter(shared))
         handlers.append(file)
@@ -354,6 +354,40 @@ class _ConsoleRenderer:
                 self._colored = structlog.dev.ConsoleRenderer(colors=True, pad_event_to=24)
             return self._colored(logger, method, event_dict)
         return self._plain(logger, method, event_dict)
+
+
+class _RunLogHandler(logging.StreamHandler):
+    """The run folder's technical log: each record one whole line, on disk when ``emit`` returns.
+    When the disk refuses a write, the log stops (what it holds stays whole) and the session is
+    told (:func:`voicepipe.diskwrite.report`), instead of a traceback for every record after."""
+
+    def __init__(self, path: Path):
+        from voicepipe.diskwrite import LineFile
+
+        super().__init__(LineFile(path))
+        self.failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.failed:
+            return
+        try:
+            self.stream.write(self.format(record) + self.terminator)
+        except OSError as exc:
+            from voicepipe.diskwrite import is_write_failure, report
+
+            if not is_write_failure(exc):
+                self.handleError(record)
+                return
+            self.failed = True
+            report(exc)
+        except Exception:
+            self.handleError(record)
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        finally:
+            super().close()
 
 
 class _ConsoleHandler(logging.StreamHandler):

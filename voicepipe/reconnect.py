@@ -4,7 +4,8 @@ The profile's ``connection.reconnect`` section sets the bounds (all optional)::
 
     connection:
       reconnect:
-        attempts: 5            # connection attempts after a drop; 0 ends the session instead
+        attempts: 5            # connection attempts within window_s; 0 ends the session instead
+        window_s: 300          # attempts older than this no longer count
         initial_delay_s: 0.5   # the first wait; each next one doubles, capped, with jitter
         max_delay_s: 15
         history_items: 20      # newest transcript entries re-sent as conversation items
@@ -28,6 +29,7 @@ class ReconnectPolicy:
     """The bounds of reconnecting, from ``connection.reconnect``."""
 
     attempts: int = 5
+    window_s: float = 300.0
     initial_delay_s: float = 0.5
     max_delay_s: float = 15.0
     history_items: int = 20
@@ -44,6 +46,26 @@ class ReconnectPolicy:
         drawn from the upper half of the step so that many clients dropped together spread out."""
         step = min(self.max_delay_s, self.initial_delay_s * 2 ** (attempt - 1))
         return step * (0.5 + 0.5 * rng())
+
+
+class AttemptBudget:
+    """Connection attempts within the policy's window: a connection that is configured and then
+    drops again does not start the count over, so a server that keeps accepting and dropping the
+    session ends it after ``attempts`` tries, each waiting longer than the one before."""
+
+    def __init__(self, policy: ReconnectPolicy):
+        self.policy = policy
+        self._times: collections.deque[float] = collections.deque()
+
+    def take(self, now: float) -> int:
+        """Count an attempt made at ``now``; its number within the window (1-based), or 0 when
+        the budget is spent."""
+        while self._times and now - self._times[0] >= self.policy.window_s:
+            self._times.popleft()
+        if len(self._times) >= self.policy.attempts:
+            return 0
+        self._times.append(now)
+        return len(self._times)
 
 
 def seed_events(history: Iterable[Mapping[str, Any]], policy: ReconnectPolicy, generation: int) -> list[dict]:

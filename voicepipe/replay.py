@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from voicepipe.builtin.recorder import AUDIO_FIELDS
 from voicepipe.errors import UsageError
 from voicepipe.eventshape import malformed
+from voicepipe.serverbounds import bounded_session
 from voicepipe.sessionclock import preset_clock
 
 if TYPE_CHECKING:
@@ -59,12 +60,13 @@ _MALFORMED = {"server": "malformed_server_event", "client": "malformed_client_ev
 # -- reading ---------------------------------------------------------------------------------------
 
 
-def read_recording(path: Path) -> list[dict]:
+def read_recording(path: Path, skipped: Optional[list] = None) -> list[dict]:
     """Every record of a recording, in order: ``{"t": seconds or None, "direction": ..., "event": {...}}``.
 
     ``direction`` is ``server``, ``client``, ``local`` (playback milestones) or ``meta``. ``path``
     is a run folder, an ``events.jsonl`` or a cassette YAML. Server events are
-    ``[r for r in records if r["direction"] == "server"]``.
+    ``[r for r in records if r["direction"] == "server"]``. A line of JSON Lines that is not JSON
+    (torn by a crash or a full disk) is left out; ``skipped`` receives one message for each.
     """
     path = Path(path)
     if path.is_dir():
@@ -79,7 +81,7 @@ def read_recording(path: Path) -> list[dict]:
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: cannot read the recording ({exc})") from None
     if path.suffix in (".jsonl", ".json") or (path.suffix not in (".yaml", ".yml") and text.lstrip()[:1] in "{["):
-        records = _read_jsonl(path, text)
+        records = _read_jsonl(path, text, skipped if skipped is not None else [])
     else:
         records = _read_cassette(path, text)
     if not any(r["direction"] == "server" for r in records):
@@ -87,8 +89,9 @@ def read_recording(path: Path) -> list[dict]:
     return records
 
 
-def _read_jsonl(path: Path, text: str) -> list[dict]:
+def _read_jsonl(path: Path, text: str, skipped: list) -> list[dict]:
     records = []
+    first_problem = ""
     lines = text.split("\n")  # JSON Lines ends records at \n only: U+2028 and the like are text
     if lines[-1] == "":
         lines.pop()
@@ -100,7 +103,10 @@ def _read_jsonl(path: Path, text: str) -> list[dict]:
         except ValueError as exc:
             if number == len(lines):  # the last line of a killed run may be cut short
                 break
-            raise UsageError(f"{path}:{number}: not a JSON record ({getattr(exc, 'msg', exc)})") from None
+            problem = f"{path}:{number}: not a JSON record ({getattr(exc, 'msg', exc)})"
+            first_problem = first_problem or problem
+            skipped.append(problem + "; skipped")  # one torn line does not spoil the rest
+            continue
         except RecursionError:
             raise UsageError(f"{path}:{number}: not a recording (nested too deeply to read)") from None
         if not isinstance(data, dict):
@@ -112,6 +118,8 @@ def _read_jsonl(path: Path, text: str) -> list[dict]:
             records.append({"t": None, "direction": "server", "event": data})
         else:
             raise UsageError(f"{path}:{number}: neither a recorder line nor an event (no 'event' or 'type' key)")
+    if first_problem and not records:
+        raise UsageError(first_problem)
     return records
 
 
@@ -166,8 +174,13 @@ async def replay(profile: Profile, source: Path, run_dir: Path, *, pm: pluggy.Pl
     from voicepipe.logsetup import bind_session, get_logger
     from voicepipe.pipeline import Pipeline
 
-    records = read_recording(Path(source))
+    skipped: list[str] = []
+    records = read_recording(Path(source), skipped)
     log = log or get_logger("voicepipe.replay")
+    for problem in skipped[:10]:
+        log.warning("recording_line_skipped", problem=problem)
+    if len(skipped) > 10:
+        log.warning("recording_lines_skipped", count=len(skipped))
     clock = _RecordedClock()
     stop_reasons: list[str] = []
 
@@ -211,7 +224,7 @@ async def replay(profile: Profile, source: Path, run_dir: Path, *, pm: pluggy.Pl
                     ctx.session_id = (event.get("session") or {}).get("id")
                     bind_session(session_id=ctx.session_id)
                 elif event_type == "session.updated":
-                    ctx.session = dict(event.get("session") or {})
+                    ctx.session = bounded_session(event, {}, log)
                 await pipeline.dispatch_and_wait(event)
             elif direction == "client":
                 pipeline.client_event(data)

@@ -23,7 +23,7 @@ def make_run_dir(profile: Any, base: str | Path | None = None, now: Optional[dat
     base_dir = Path(base if base is not None else settings.get("dir") or DEFAULT_LOG_DIR).expanduser()
     if not base_dir.is_absolute():
         base_dir = Path.cwd() / base_dir
-    name = _safe_name(str(settings.get("run_name") or getattr(profile, "name", None) or "run"))
+    name = _safe_name(_masked(str(settings.get("run_name") or getattr(profile, "name", None) or "run")))
     stem = f"{(now or datetime.now()).strftime(TIMESTAMP_FORMAT)}_{name}"
     candidate, counter = base_dir / stem, 1
     try:
@@ -42,6 +42,13 @@ def make_run_dir(profile: Any, base: str | Path | None = None, now: Optional[dat
         raise UsageError(
             f"cannot create a run folder in {base_dir}: {reason} (choose another logging.dir or --log-dir)"
         ) from None
+
+
+def _masked(name: str) -> str:
+    """A name with secrets taken out (a run_name built from ``${VAR}`` may hold a key)."""
+    from voicepipe.redact import MASK, REDACTOR
+
+    return REDACTOR.redact(name).replace(MASK, "-")
 
 
 def _safe_name(name: str) -> str:

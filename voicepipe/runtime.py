@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import stat
@@ -22,13 +23,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping, Optional, Sequence
 
+from voicepipe import diskwrite
 from voicepipe.connection import Target, connect, open_credential, resolve_target
 from voicepipe.errors import SessionError, UsageError
 from voicepipe.eventshape import malformed
 from voicepipe.heap import freeze_startup_heap
 from voicepipe.pipeline import Pipeline, event_fields
-from voicepipe.reconnect import AudioGap, ReconnectPolicy, seed_events
-from voicepipe.serverevents import receive
+from voicepipe.reconnect import AttemptBudget, AudioGap, ReconnectPolicy, seed_events
+from voicepipe.serverbounds import bounded_session
+from voicepipe.serverevents import INCOMING_TOO_BIG, receive
 
 if TYPE_CHECKING:
     from voicepipe.plugins import VoicepipePluginManager
@@ -37,6 +40,8 @@ if TYPE_CHECKING:
 DEFAULT_SESSION_TIMEOUT_S = 15.0
 #: the longest line typed at the terminal that is sent as a message (longer ones are dropped)
 MAX_TYPED_BYTES = 4096
+#: a response in progress with no server event for this long is a lost connection
+DEFAULT_RESPONSE_TIMEOUT_S = 30.0
 DEFAULT_INPUT_RATE = 24000
 _CLOSE = object()
 _OVERLONG = b"\x00overlong"
@@ -55,6 +60,9 @@ class _Link:
         self.writer: Optional[asyncio.Task] = None
         self.reader: Optional[asyncio.Task] = None
         self.watchdog: Optional[asyncio.Task] = None
+        self.stall_watch: Optional[asyncio.Task] = None
+        self.responding = False  # a response.created without its response.done yet
+        self.last_event_at = 0.0  # loop time of the last server event
 
 
 class SessionRunner:
@@ -80,6 +88,7 @@ class SessionRunner:
         self.handle_signals = handle_signals
         self.watch_stdin = watch_stdin
         self.policy = ReconnectPolicy.from_profile(profile)
+        self._budget = AttemptBudget(self.policy)
         self.pipeline = Pipeline(
             profile, pm, run_dir, log, send=self._enqueue, stop=self.request_stop, transport=transport
         )
@@ -95,7 +104,11 @@ class SessionRunner:
         self._dropped_events: dict[str, int] = {}
         self._drop: Optional[tuple[Optional[int], Optional[str]]] = None
         self._failure = ""  # why the session failed, for the one-line error
+        self._write_failure: Optional[str] = None  # a run-folder write the disk refused
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self.ctx._on_write_failure = self._write_failed
         self._session_update: dict = {}
+        self._malformed = RepeatedWarning(self.log)
         self._stop_requested = asyncio.Event()
         self._wake = asyncio.Event()  # a stop was asked for, or the connection dropped
         self._interrupts = 0
@@ -104,11 +117,15 @@ class SessionRunner:
     # -- what plugins and controls call ----------------------------------------------------------
 
     def _enqueue(self, event: Any) -> None:
+        """``ctx.send``: queue ``event``. One that cannot be sent as JSON raises ``TypeError`` here,
+        in the plugin that sent it, instead of failing the connection when its turn to leave comes."""
         if type(event) is not dict:  # the usual case first: isinstance(x, typing.Mapping) is slow
             if not isinstance(event, Mapping):
                 event = event.as_dict()  # an SDK ClientEvent model
             elif not isinstance(event, dict):
                 event = dict(event)
+        if event.get("type") != "input_audio_buffer.append" or not _all_text(event):
+            check_sendable(event)  # the audio appends (all text) are the hot path: they skip this
         link = self._link
         if link is not None:
             link.queue.put_nowait(event)
@@ -125,6 +142,31 @@ class SessionRunner:
         self._stop_requested.set()
         self._wake.set()
 
+    def _write_failed(self, exc: OSError) -> None:
+        """The disk refused a write to the run folder: end the session now, as a failure."""
+        if self._write_failure is not None:
+            return
+        self._write_failure = self._failure = (
+            f"{diskwrite.describe(exc)} in the run folder {self.ctx.run_dir}; the session was ended "
+            "(free space on that disk, or choose another logging.dir or --log-dir)"
+        )
+        self.log.info("run_folder_write_failed", error=diskwrite.describe(exc))
+        self.request_stop("error")
+
+    def _write_failed_anywhere(self, exc: OSError) -> None:
+        """:meth:`_write_failed` for the technical log, which may be written from any thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._write_failed(exc)
+        else:
+            loop.call_soon_threadsafe(self._write_failed, exc)
+
     def _connection_dropped(self, code: Optional[int], reason: Optional[str]) -> None:
         if self._drop is None and not self._stop_requested.is_set():
             self._drop = (code, reason)
@@ -133,13 +175,23 @@ class SessionRunner:
     # -- the session -----------------------------------------------------------------------------
 
     async def run(self) -> int:
+        _new_log_scope()
+        self._loop = asyncio.get_running_loop()
+        stop_listening = diskwrite.listen(self._write_failed_anywhere)
+        try:
+            return await self._run()
+        finally:
+            stop_listening()
+
+    async def _run(self) -> int:
         from voicepipe.profile import build_request_session
 
-        _new_log_scope()
         target = resolve_target(self.profile)
         session = build_request_session(self.profile)
         self.pipeline.call("voicepipe_session_config", "session_config", profile=self.profile, session=session)
         self._session_update = {"type": "session.update", "session": session.as_dict()}
+        # from here on: a signal while the emulator starts or the connection opens is a stop too
+        controls = self._install_controls()
         try:
             await self.pipeline.prepare()
             if self.ctx.usage_failure:  # a local problem: no connection is made
@@ -152,11 +204,20 @@ class SessionRunner:
                 async def reopen() -> _Link:
                     return await self._open_link(target, endpoint_url, credential)
 
-                await self._converse(await reopen(), reopen, target)
+                opening = asyncio.ensure_future(reopen())
+                if await self._unless_stopped(opening):
+                    await self._converse(opening.result(), reopen, target)
+                else:  # stopped before the connection opened: the end hooks run all the same
+                    await self.pipeline.end(self.stop_reason or "user")
         except BaseException:
             self.stop_reason = self.stop_reason or "error"
             await self.pipeline.end("error")
             raise
+        finally:
+            # only now: a second Ctrl+C during the end hooks must still leave at once
+            self._remove_controls(controls)
+        if self._write_failure is not None:
+            raise SessionError(self._write_failure)
         if self.ctx.usage_failure:
             raise UsageError(self.ctx.usage_failure)
         if self.stop_reason in ("connection_lost", "error") and self._failure:
@@ -175,7 +236,7 @@ class SessionRunner:
         return _Link(connection, stack)
 
     async def _converse(self, link: _Link, reopen: Any, target: Target) -> None:
-        controls = self._install_controls()
+        timer = self._install_timer()
         current: Optional[_Link] = link
         try:
             self._attach(link)
@@ -193,11 +254,8 @@ class SessionRunner:
                 self._drop = None
                 current = await self._recover(current, code, reason, reopen)
         finally:
-            try:
-                await self._finish(current)
-            finally:
-                # only now: a second Ctrl+C during the end hooks must still leave at once
-                self._remove_controls(controls)
+            self._remove_controls(timer)
+            await self._finish(current)
 
     def _attach(self, link: _Link, seeds: Sequence[dict] = ()) -> None:
         """Make ``link`` the connection: configure the session, re-seed, send what the gap kept."""
@@ -212,6 +270,7 @@ class SessionRunner:
         self._link = link
         link.reader = asyncio.create_task(self._read(link), name="voicepipe reader")
         link.watchdog = asyncio.create_task(self._watch_session_update(link), name="voicepipe session watchdog")
+        link.stall_watch = asyncio.create_task(self._watch_response(link), name="voicepipe response watchdog")
 
     async def _recover(self, lost: _Link, code: Optional[int], reason: Optional[str], reopen: Any) -> Optional[_Link]:
         """Connect again after a drop; the new link, or ``None`` when the session is to end.
@@ -220,15 +279,16 @@ class SessionRunner:
         one that drops before that is a failed attempt like a refused one.
         """
         attempts = self.policy.attempts
-        await self._lose(lost, code, reason, reconnecting=attempts > 0)
+        loop = asyncio.get_running_loop()
+        attempt = self._budget.take(loop.time()) if attempts > 0 else 0
+        await self._lose(lost, code, reason, reconnecting=attempt > 0)
         if attempts == 0:
             self.close_code = code
             self.request_stop("server_closed")
             return None
-        loop = asyncio.get_running_loop()
         lost_at = loop.time()
         last_error = _describe_close(code, reason)
-        for attempt in range(1, attempts + 1):
+        while attempt > 0:
             delay = self.policy.delay(attempt)
             self.log.info("reconnecting", attempt=attempt, attempts=attempts, delay_s=round(delay, 2))
             if await self._stop_within(delay):
@@ -240,6 +300,7 @@ class SessionRunner:
             if isinstance(error, SessionError):
                 last_error = str(error)
                 self.log.warning("reconnect_failed", attempt=attempt, error=last_error)
+                attempt = self._budget.take(loop.time())
                 continue
             if error is not None:
                 raise error
@@ -252,13 +313,15 @@ class SessionRunner:
             self._drop = None
             last_error = f"the new connection closed before the session was configured ({_describe_close(code, reason)})"
             self.log.warning("reconnect_failed", attempt=attempt, error=last_error)
-            await self._lose(link, code, reason, reconnecting=attempt < attempts)
+            attempt = self._budget.take(loop.time())
+            await self._lose(link, code, reason, reconnecting=attempt > 0)
         self.close_code = code
+        window = f"{self.policy.window_s:g} s"
         self._failure = (
-            f"the connection was lost and {attempts} reconnect attempt(s) failed; last: {last_error} "
-            "(raise connection.reconnect.attempts to keep trying longer)"
+            f"the connection was lost and {attempts} reconnect attempt(s) within {window} did not keep it; "
+            f"last: {last_error} (raise connection.reconnect.attempts to keep trying longer)"
         )
-        self.log.error("reconnect_gave_up", attempts=attempts, error=last_error)
+        self.log.error("reconnect_gave_up", attempts=attempts, window_s=self.policy.window_s, error=last_error)
         self.request_stop("connection_lost")
         return None
 
@@ -319,7 +382,7 @@ class SessionRunner:
 
     async def _discard(self, link: _Link) -> None:
         """Tear down a link that has dropped: its tasks, its socket, its unsent events."""
-        for task in (link.reader, link.writer, link.watchdog):
+        for task in (link.reader, link.writer, link.watchdog, link.stall_watch):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
         while not link.queue.empty():
@@ -329,12 +392,17 @@ class SessionRunner:
 
     async def _finish(self, link: Optional[_Link]) -> None:
         """End the session: stop reading, run the end hooks, send what they queued, close with 1000."""
-        if link is not None and link.watchdog is not None:
-            link.watchdog.cancel()
+        if link is not None:
+            for task in (link.watchdog, link.stall_watch):
+                if task is not None:
+                    task.cancel()
         if link is not None and link.reader is not None:
             link.reader.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await link.reader
+        self._malformed.summary()
+        if self.stop_reason in ("connection_lost", "error"):
+            self.ctx.end_message = self.ctx.usage_failure or self._failure or None
         await self.pipeline.end(self.stop_reason or "error")
         if link is None:
             return
@@ -353,29 +421,33 @@ class SessionRunner:
         from azure.ai.voicelive.aio import ConnectionClosed, ConnectionError
 
         pipeline, ctx, connection = self.pipeline, self.ctx, link.connection
+        clock = asyncio.get_running_loop().time
         while True:
             try:
                 event = await receive(connection)  # connection.recv(), for less CPU per frame
+                link.last_event_at = clock()
             except ConnectionClosed as exc:
                 self.log.info("server_closed", code=exc.code, reason=exc.reason or None)
                 if exc.code == 1000:
                     self.close_code = exc.code
                     self.request_stop("server_closed")
+                elif exc.code == 1009:  # the same message would be too big again: not transient
+                    self._message_too_big(exc.reason or "")
                 else:
                     self._connection_dropped(exc.code, exc.reason or None)
                 return
             except ConnectionError as exc:
                 if _is_malformed_frame(exc):
-                    self.log.warning("malformed_server_frame", error=str(exc))
+                    self._malformed.warn("malformed_server_frame", error=str(exc)[:200])
                     continue
                 self._connection_dropped(None, str(exc))
                 return
             except RecursionError:  # a frame nested too deeply for the SDK to take apart
-                self.log.warning("malformed_server_frame", error="nested too deeply")
+                self._malformed.warn("malformed_server_frame", error="nested too deeply")
                 continue
             problem = malformed(event)
             if problem is not None:
-                self.log.warning("malformed_server_event", event_type=str(event.get("type")), problem=problem)
+                self._malformed.warn("malformed_server_event", event_type=str(event.get("type"))[:80], problem=problem)
                 continue
             event_type = event_fields(event).get("type")
             if event_type == "session.created":
@@ -383,18 +455,32 @@ class SessionRunner:
                 _bind_session(ctx.session_id)
                 self.log.info("session_created", session_id=ctx.session_id)
             elif event_type == "session.updated":
-                ctx.session = dict(event.get("session") or {})
+                ctx.session = bounded_session(event, self._session_update.get("session") or {}, self.log)
                 link.ready.set()
+            elif event_type == "response.created":
+                link.responding = True
+            elif event_type == "response.done":
+                link.responding = False
             elif event_type == "error":
                 error = event.get("error") or {}
                 self.log.error("server_error", code=error.get("code"), message=error.get("message"), param=error.get("param"))
             pending = pipeline.dispatch(event)
             if pending:
-                for plugin_name, awaitable in pending:
-                    try:
-                        await awaitable
-                    except Exception as exc:
-                        pipeline._plugin_failed(plugin_name, "voicepipe_event", event_type or "?", exc)
+                await pipeline.await_results(pending, "voicepipe_event", event_type or "?")
+
+    def _message_too_big(self, reason: str) -> None:
+        self.close_code = 1009
+        if reason == INCOMING_TOO_BIG:
+            what = "the server sent a message larger than the client accepts (4 MiB, the SDK's limit)"
+        else:
+            what = "the server closed the connection because a message was too big (close code 1009" + (
+                f": {reason})" if reason else ")")
+        self._failure = self._failure or (
+            f"{what}; reconnecting would not help (check what is sent: a tool output, instructions or "
+            "history larger than the service takes)"
+        )
+        self.log.error("message_too_big", reason=reason or None)
+        self.request_stop("error")
 
     async def _write(self, link: _Link) -> None:
         from azure.ai.voicelive.aio import ConnectionError
@@ -409,6 +495,10 @@ class SessionRunner:
             try:
                 await link.connection.send(event)
             except ConnectionError as exc:
+                if isinstance(exc.__cause__, (TypeError, ValueError, RecursionError)):
+                    # the event, not the connection (a plugin changed it after ctx.send checked it)
+                    self.log.error("client_event_not_sent", event_type=str(event.get("type")), error=str(exc))
+                    continue
                 self.log.warning("send_failed", event_type=event.get("type"), error=str(exc))
                 self._connection_dropped(None, str(exc))
                 return
@@ -423,6 +513,21 @@ class SessionRunner:
             self.log.error("no_session_updated", message=message, hint=hint)
             self._failure = self._failure or f"{message} ({hint})"
             self.request_stop("error")
+
+    async def _watch_response(self, link: _Link) -> None:
+        """A response in progress from which nothing arrives for ``connection.response_timeout_s``
+        is a lost connection (a server can stall while still answering pings)."""
+        timeout = float(self.profile.connection.get("response_timeout_s", DEFAULT_RESPONSE_TIMEOUT_S))
+        loop = asyncio.get_running_loop()
+        while True:
+            silent = loop.time() - link.last_event_at
+            if link.responding and silent >= timeout:
+                message = f"nothing arrived for {timeout:g} s during a response"
+                self.log.warning("response_stalled", message=message,
+                                 hint="raise connection.response_timeout_s if the service is this slow")
+                self._connection_dropped(None, message)
+                return
+            await asyncio.sleep(timeout - silent if link.responding and silent < timeout else timeout / 4)
 
     @contextlib.asynccontextmanager
     async def _endpoint(self, target: Target) -> AsyncIterator[str]:
@@ -440,11 +545,16 @@ class SessionRunner:
 
     # -- stop controls ---------------------------------------------------------------------------
 
+    def _install_timer(self) -> list:
+        """The ``--duration`` timer, counted from the connection being open."""
+        if not self.duration:
+            return []
+        return [("timer", asyncio.get_running_loop().call_later(float(self.duration), self.request_stop, "duration"))]
+
     def _install_controls(self) -> list:
+        """Signals and ``q`` + Enter: installed before connecting, so a stop while connecting is heard."""
         loop = asyncio.get_running_loop()
         installed: list = []
-        if self.duration:
-            installed.append(("timer", loop.call_later(float(self.duration), self.request_stop, "duration")))
         if self.handle_signals:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -506,6 +616,62 @@ class SessionRunner:
         item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
         self._enqueue({"type": "conversation.item.create", "item": item})
         self._enqueue({"type": "response.create"})
+
+
+class RepeatedWarning:
+    """Warnings a hostile peer could repeat without end (malformed frames): the first
+    :attr:`FIRST` of each kind are logged, then one in :attr:`EVERY` with the count so far, and
+    the total once at the end."""
+
+    FIRST = 10
+    EVERY = 1000
+
+    def __init__(self, log: Any):
+        self.log = log
+        self.counts: dict[str, int] = {}
+
+    def warn(self, event: str, **fields: Any) -> None:
+        count = self.counts.get(event, 0) + 1
+        self.counts[event] = count
+        if count <= self.FIRST:
+            self.log.warning(event, **fields)
+        elif count % self.EVERY == 0:
+            self.log.warning(event, repeated=count, **fields)
+
+    def summary(self) -> None:
+        for event, count in self.counts.items():
+            if count > self.FIRST:
+                self.log.warning(f"{event}s_total", count=count, logged=self.FIRST + count // self.EVERY)
+
+
+def _all_text(event: dict) -> bool:
+    for value in event.values():
+        if type(value) is not str:
+            return False
+    return True
+
+
+def check_sendable(event: Mapping[str, Any]) -> None:
+    """Raise ``TypeError`` naming the event type when ``event`` cannot be sent as JSON (a value
+    JSON has no form for, NaN or infinity, a cycle, nesting too deep for the encoder)."""
+    import json
+
+    try:
+        json.dumps(event, default=_sdk_default(), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        kind = event.get("type")
+        problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise TypeError(f"ctx.send: the {kind!r} event cannot be sent as JSON: {problem}") from None
+
+
+@functools.lru_cache(maxsize=None)
+def _sdk_default() -> Any:
+    """The SDK's encoder for the SDK models a client event may hold (its send uses the same)."""
+    try:
+        from azure.ai.voicelive.aio._patch import _json_default
+    except ImportError:  # a later SDK: then only plain JSON values are known to be sendable
+        return None
+    return _json_default
 
 
 def _stdin_kind() -> str:

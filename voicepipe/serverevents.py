@@ -37,6 +37,9 @@ from typing import Any, Callable, Optional
 #: the SDK's ConnectionError message prefix for a frame it cannot parse (the runtime skips those)
 PARSE_ERROR_PREFIX = "Failed to parse message"
 
+#: the close reason :func:`receive` gives a server message over the client's size limit
+INCOMING_TOO_BIG = "a server message over the client's size limit"
+
 _loads = json.loads
 _new = object.__new__
 _MISSING = object()
@@ -318,9 +321,29 @@ async def receive(connection: Any) -> Any:
     recv_bytes = getattr(connection, "recv_bytes", None)
     if recv_bytes is None:
         return await connection.recv()
-    raw = await recv_bytes()
+    try:
+        raw = await recv_bytes()
+    except Exception as exc:
+        _raise_abnormal_close(exc, connection)
+        raise
     if not raw:
         from azure.ai.voicelive.aio import ConnectionClosed
 
         raise ConnectionClosed(1006, "Empty WebSocket frame")
     return parser().parse(raw)
+
+
+def _raise_abnormal_close(exc: BaseException, connection: Any) -> None:
+    """The close code the WebSocket underneath knows, where the SDK reports another: a socket that
+    ended without a close frame is a normal close (1000) to the SDK, but abnormal (1006) to the
+    socket: a lost network, not a goodbye; a frame over the size limit is a 1006 to the SDK, but
+    1009 (message too big) to the socket: not something reconnecting cures."""
+    from azure.ai.voicelive.aio import ConnectionClosed
+
+    if not isinstance(exc, ConnectionClosed) or exc.code not in (1000, 1006):
+        return
+    socket_code = getattr(getattr(connection, "_connection", None), "close_code", None)
+    if exc.code == 1000 and isinstance(socket_code, int) and socket_code != 1000:
+        raise ConnectionClosed(socket_code, "the connection ended without a close frame") from None
+    if exc.code == 1006 and socket_code == 1009:
+        raise ConnectionClosed(1009, INCOMING_TOO_BIG) from None

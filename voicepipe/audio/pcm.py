@@ -141,11 +141,9 @@ def input_rate(session: Mapping[str, Any]) -> int:
     """Sample rate the service expects for appended audio in an effective session."""
     if input_format(session) in G711_FORMATS:
         return 8000
-    rate = session.get("input_audio_sampling_rate")
-    try:
-        return int(rate) if rate else DEFAULT_RATE
-    except (TypeError, ValueError):
-        return DEFAULT_RATE
+    from voicepipe.serverbounds import sane_rate
+
+    return sane_rate(session.get("input_audio_sampling_rate")) or DEFAULT_RATE
 
 
 class Rechunker:

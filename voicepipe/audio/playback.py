@@ -10,6 +10,7 @@ time of a few list operations and one copy.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from typing import Any, Optional
@@ -17,8 +18,13 @@ from typing import Any, Optional
 from voicepipe.audio.base import ItemPlayback
 from voicepipe.audio.pcm import SAMPLE_WIDTH, LazyPCM
 
-#: assistant items remembered for ``played_ms``; older ones are forgotten
+#: assistant items remembered for ``played_ms``; older ones are forgotten once none of their
+#: audio is queued (an item still waiting to be played is never forgotten)
 MAX_ITEMS = 256
+
+#: audio the queue holds at most: a server that sends faster than real time (or a hostile one) must
+#: not grow it without end; what does not fit is dropped, counted and logged once
+MAX_QUEUED_S = 300.0
 
 Milestone = tuple[str, str]  # ("started" | "finished", item_id)
 
@@ -38,11 +44,12 @@ def _queueable(pcm: Any) -> Any:
 
 
 class _Item:
-    __slots__ = ("written", "played", "started_at", "finished_at")
+    __slots__ = ("written", "played", "queued", "started_at", "finished_at")
 
     def __init__(self) -> None:
         self.written = 0  # frames
         self.played = 0  # frames
+        self.queued = 0  # bytes of it in the queue
         self.started_at: Optional[float] = None
         self.finished_at: Optional[float] = None
 
@@ -50,8 +57,11 @@ class _Item:
 class PlaybackQueue:
     """PCM16 mono audio waiting to be played, in write order, tagged with its item id."""
 
-    def __init__(self, rate: int):
+    def __init__(self, rate: int, max_queued_s: float = MAX_QUEUED_S):
         self.rate = int(rate)
+        self.max_queued_bytes = int(max_queued_s * self.rate) * SAMPLE_WIDTH
+        #: frames dropped because the queue was full (never counted as written)
+        self.dropped_frames = 0
         self._lock = threading.Lock()
         # each segment: [item_id or None (a fade, not counted), bytes or LazyPCM, offset]
         self._segments: deque[list] = deque()
@@ -67,12 +77,16 @@ class PlaybackQueue:
         if not pcm:
             return
         with self._lock:
+            room = self.max_queued_bytes - self._queued
+            if len(pcm) > room:
+                pcm = self._overflow(pcm, room)
+                if not pcm:
+                    return
             item = self._items.get(item_id)
             if item is None:
-                item = self._items[item_id] = _Item()
-                if len(self._items) > MAX_ITEMS:
-                    del self._items[next(iter(self._items))]
+                item = self._new_item(item_id)
             item.written += len(pcm) // SAMPLE_WIDTH
+            item.queued += len(pcm)
             item.finished_at = None
             self._segments.append([item_id, pcm, 0])
             self._queued += len(pcm)
@@ -92,9 +106,7 @@ class PlaybackQueue:
                 raise RuntimeError("play_through() with audio queued: write() and take() it")
             item = self._items.get(item_id)
             if item is None:
-                item = self._items[item_id] = _Item()
-                if len(self._items) > MAX_ITEMS:
-                    del self._items[next(iter(self._items))]
+                item = self._new_item(item_id)
             item.written += frames
             if item.played == 0 and item.started_at is None:
                 item.started_at = started_at
@@ -114,12 +126,16 @@ class PlaybackQueue:
         with self._lock:
             head = next((seg[0] for seg in self._segments if seg[0] is not None), None)
             fade = self._fade_out(fade_frames) if fade_frames > 0 else b""
+            for item_id, _, _ in self._segments:
+                item = self._items.get(item_id) if item_id is not None else None
+                if item is not None:
+                    item.queued = 0
             self._segments.clear()
             self._queued = 0
             if fade:
                 self._segments.append([None, fade, 0])
                 self._queued = len(fade)
-            return self._snapshot(head) if head is not None else None
+            return self._snapshot(head) if head in self._items else None
 
     def played_ms(self, item_id: str) -> float:
         item = self._items.get(item_id)
@@ -182,6 +198,7 @@ class PlaybackQueue:
                         item.started_at = started_at + position / SAMPLE_WIDTH / rate
                         milestones.append(("started", item_id))
                     item.played += size // SAMPLE_WIDTH
+                    item.queued -= size
                 if segment[2] >= len(data):
                     segments.popleft()
                     if item is not None and item.played >= item.written:
@@ -194,6 +211,28 @@ class PlaybackQueue:
             return (parts[0] if len(parts) == 1 else b"".join(parts)), milestones
 
     # -- helpers (lock held) -------------------------------------------------------------------------
+
+    def _overflow(self, pcm: Any, room: int) -> Any:
+        """What of ``pcm`` fits in ``room`` bytes; the rest is counted as dropped."""
+        room = max(room, 0) - max(room, 0) % SAMPLE_WIDTH
+        if self.dropped_frames == 0:
+            logging.getLogger("voicepipe.audio").warning(
+                "playback queue full (%g s of audio waiting): audio beyond it is dropped", self.max_queued_bytes
+                / SAMPLE_WIDTH / self.rate)
+        self.dropped_frames += (len(pcm) - room) // SAMPLE_WIDTH
+        if room == 0:
+            return b""
+        return pcm.cut(room) if type(pcm) is LazyPCM else pcm[:room]
+
+    def _new_item(self, item_id: str) -> _Item:
+        """Remember a new item, forgetting the oldest one with nothing queued when there are too many."""
+        item = self._items[item_id] = _Item()
+        if len(self._items) > MAX_ITEMS:
+            for old_id, old in self._items.items():
+                if old.queued == 0 and old is not item:
+                    del self._items[old_id]
+                    break
+        return item
 
     def _snapshot(self, item_id: str) -> ItemPlayback:
         item = self._items[item_id]

@@ -17,11 +17,13 @@ WAV even if the process is killed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional
 
 from voicepipe.audio.null import PacedInput, VirtualClockOutput, option_bool, option_ms
 from voicepipe.audio.pcm import SAMPLE_WIDTH, frames_for_ms, silence
@@ -202,6 +204,10 @@ class WavInput(PacedInput):
             tail -= n
 
 
+#: the size of the header WavWriter writes (RIFF, fmt and data chunk headers)
+HEADER_BYTES = 44
+
+
 class WavWriter:
     """A PCM16 mono WAV file whose header always matches the data written so far."""
 
@@ -210,9 +216,12 @@ class WavWriter:
         self.rate = rate
         self.data_bytes = 0
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: Optional[BinaryIO] = open(path, "wb")
-        self._file.write(self._header())
-        self._file.flush()
+        self._fd: Optional[int] = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            self._write_at(0, self._header())
+        except OSError:
+            self.close()
+            raise
 
     def _header(self) -> bytes:
         byte_rate = self.rate * SAMPLE_WIDTH
@@ -223,23 +232,34 @@ class WavWriter:
         )
 
     def append(self, pcm: bytes) -> None:
-        f = self._file
-        if f is None or not pcm:
+        """Append samples; a write the disk refuses is cut off again (the file stays valid) and raised."""
+        if self._fd is None or not pcm:
             return
-        f.write(pcm)
+        end = HEADER_BYTES + self.data_bytes
+        try:
+            self._write_at(end, pcm)
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, end)
+            raise
         self.data_bytes += len(pcm)
         # data first, then the sizes: a kill between the two leaves a shorter but valid file
-        f.seek(4)
-        f.write(struct.pack("<I", 36 + self.data_bytes))
-        f.seek(40)
-        f.write(struct.pack("<I", self.data_bytes))
-        f.seek(0, 2)
-        f.flush()
+        self._write_at(4, struct.pack("<I", 36 + self.data_bytes))
+        self._write_at(40, struct.pack("<I", self.data_bytes))
+
+    def _write_at(self, offset: int, data: bytes) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.pwrite(self._fd, view, offset)
+                view, offset = view[written:], offset + written
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from None
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 class WavOutput(VirtualClockOutput):

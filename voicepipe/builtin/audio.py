@@ -465,9 +465,12 @@ class AudioSession:
             self.input_started_at = self.ctx.now() - latency - buffered_audio_s
         # what was appended before now was dropped in the gap, or leaves first on the new connection
         self.appends_sent = self.appends_queued
-        self.speech_active = self.awaiting_response = False
-        if self._changed is not None:
-            self._changed.set()
+        self.speech_active = self.awaiting_response = self.followup_expected = False
+        if self.active_response is not None:
+            # the answer in progress went with the old connection: it is over, as far as it got
+            self.active_response = None
+            self.responses_done += 1
+        self._bump()
 
     def on_append_sent(self) -> None:
         # capped: after a reconnect the audio kept from the gap is sent on top of what was counted

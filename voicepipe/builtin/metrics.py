@@ -86,6 +86,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional
 
 from voicepipe import hookimpl
+from voicepipe.diskwrite import LineFile, write_whole
 from voicepipe.errors import UsageError
 from voicepipe.eventshape import finite_or_none as _finite
 from voicepipe.eventshape import mapping_or_empty as _mapping
@@ -175,6 +176,7 @@ class Turn:
 
     __slots__ = (
         "response_id",
+        "key",
         "index",
         "created_at",
         "done_at",
@@ -199,6 +201,7 @@ class Turn:
 
     def __init__(self, response_id: str, index: int, bytes_per_second: int):
         self.response_id = response_id
+        self.key: Any = response_id  # where SessionMetrics.turns holds it
         self.index = index
         self.created_at: Optional[float] = None
         self.done_at: Optional[float] = None
@@ -271,7 +274,9 @@ class SessionMetrics:
             "response.function_call_arguments.done": self._on_arguments_done,
             "response.done": self._on_response_done,
             "error": self._on_error,
+            "session.created": self._on_session_created,
         }
+        self._sessions = 0
         self.client_handlers: dict[str, Callable[[Mapping[str, Any]], None]] = {
             "input_audio_buffer.append": self._on_first_append,
             "response.create": self._on_response_create,
@@ -287,6 +292,25 @@ class SessionMetrics:
             self._next_index += 1
             self.turns[response_id] = turn
         return turn
+
+    def _on_session_created(self, event: Any) -> None:
+        """A new connection (after a reconnect) starts a new session whose ids may repeat the old
+        one's (``resp_1`` again): the turns still open are moved out of the way, so a new response
+        with the same id gets a turn of its own, never the old one's times."""
+        self._sessions += 1
+        if self._sessions == 1:
+            return
+        for turn in list(self.turns.values()):
+            if turn.key == turn.response_id:
+                del self.turns[turn.key]
+                if turn.input_origin is None:
+                    turn.audio_end_ms = None  # it counted on the old connection's audio timeline, now gone
+                turn.key = (self._sessions, turn.response_id)
+                self.turns[turn.key] = turn
+                for item_id in turn.item_ids:
+                    self.item_response[item_id] = turn.key
+        self.pending_creates.clear()
+        self.pending_speech = None
 
     def _on_audio_delta(self, event: Any) -> None:
         # the hot path: dictionary lookups, one clock read per response, a length per delta
@@ -382,7 +406,7 @@ class SessionMetrics:
 
     def on_playback(self, event: Mapping[str, Any]) -> None:
         item_id = event.get("item_id")
-        turn = self.turns.get(event.get("response_id") or self.item_response.get(item_id))
+        turn = self.turns.get(self.item_response.get(item_id) or event.get("response_id"))
         if turn is None:
             return
         at = event.get("at")
@@ -419,7 +443,7 @@ class SessionMetrics:
             self._write(turn, complete=True)
 
     def _write(self, turn: Turn, complete: bool) -> None:
-        self.turns.pop(turn.response_id, None)
+        self.turns.pop(turn.key, None)
         for item_id in turn.item_ids:
             self.item_response.pop(item_id, None)
         for call_id in turn.calls:
@@ -493,9 +517,8 @@ class SessionMetrics:
     def _append_line(self, record: dict) -> None:
         if self._jsonl is None:
             self.ctx.run_dir.mkdir(parents=True, exist_ok=True)
-            self._jsonl = open(self.ctx.run_dir / JSONL_NAME, "a", encoding="utf-8")
+            self._jsonl = LineFile(self.ctx.run_dir / JSONL_NAME)  # whole lines, even on a full disk
         self._jsonl.write(json.dumps(record, default=str) + "\n")
-        self._jsonl.flush()
 
     # -- the end -------------------------------------------------------------------------------------
 
@@ -503,20 +526,28 @@ class SessionMetrics:
         """Write what is still open, then ``metrics.json``, the table, and close the exporters."""
         self.handlers = {}
         self.client_handlers = {}
-        for turn in sorted(self.turns.values(), key=lambda t: t.index):
-            self._write(turn, complete=turn.settled())
+        failure: Optional[OSError] = None  # a full disk: metrics.json is still tried, then it is raised
+        try:
+            for turn in sorted(self.turns.values(), key=lambda t: t.index):
+                self._write(turn, complete=turn.settled())
+        except OSError as exc:
+            failure = exc
         self.summary = self.summarize(reason)
-        self.ctx.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.ctx.run_dir / SUMMARY_NAME, "w", encoding="utf-8") as summary_file:
-            json.dump(self.summary, summary_file, indent=2, default=str)
-            summary_file.write("\n")
-        if self._jsonl is not None:
-            self._jsonl.close()
+        try:
+            self.ctx.run_dir.mkdir(parents=True, exist_ok=True)
+            write_whole(self.ctx.run_dir / SUMMARY_NAME, json.dumps(self.summary, indent=2, default=str) + "\n")
+        except OSError as exc:
+            failure = failure or exc
+        finally:
+            if self._jsonl is not None:
+                self._jsonl.close()
         for sink in self.sinks:
             try:
                 sink.close()
             except Exception as exc:
                 self.ctx.log.warning("metrics_export_failed", exporter=type(sink).__name__, error=repr(exc))
+        if failure is not None:
+            raise failure
         if self.settings.table:
             print(format_table(self.summary), file=sys.stdout, flush=True)
         return self.summary

@@ -44,12 +44,14 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 from collections import deque
 from datetime import datetime
 from typing import Any, BinaryIO, Mapping, Optional
 
 import voicepipe
 from voicepipe.audio.pcm import base64_length
+from voicepipe.diskwrite import append_whole
 from voicepipe.pipeline import event_fields
 from voicepipe.redact import REDACTOR
 from voicepipe.sessionclock import elapsed, event_time, session_clock
@@ -133,6 +135,7 @@ class Recording:
         self._queue: deque = deque()  # lines (str) and held deltas, in order, behind the first held delta
         self._waiting: list[str] = []  # append lines ("\n" included) not yet on disk: APPEND_FLUSH_S
         self._flush_timer: Optional[asyncio.TimerHandle] = None
+        self._size: Optional[int] = None  # bytes on disk: where a failed write is cut back to
 
     def write(self, t: float, direction: str, event: Mapping[str, Any]) -> None:
         if self.file.closed:
@@ -179,15 +182,23 @@ class Recording:
 
     def close(self) -> None:
         if not self.file.closed:
-            self.flush()
-            self.file.close()
+            try:
+                self.flush()
+            finally:
+                self.file.close()
+
+    def _write_whole(self, data: bytes) -> None:
+        """Append whole lines; a write the disk refuses is cut off again (the file stays whole)."""
+        if self._size is None:
+            self._size = os.fstat(self.file.fileno()).st_size
+        self._size = append_whole(self.file.fileno(), data, self._size, str(getattr(self.file, "name", FILE_NAME)))
 
     def _emit(self, line: str) -> None:
         data = line + "\n"
         if self._waiting:  # the append lines before it, in the same system call
             data = "".join(self._waiting) + data
             self._waiting.clear()
-        _write_all(self.file, data.encode("utf-8"))  # on disk when the call returns
+        self._write_whole(data.encode("utf-8"))  # on disk when the call returns
         self.lines += 1
 
     # -- microphone appends --------------------------------------------------------------------------
@@ -230,7 +241,7 @@ class Recording:
         if self._waiting and not self.file.closed:
             data = "".join(self._waiting)
             self._waiting.clear()
-            _write_all(self.file, data.encode("utf-8"))
+            self._write_whole(data.encode("utf-8"))
 
     # -- secrets streamed in pieces ----------------------------------------------------------------
 
@@ -325,16 +336,6 @@ def describe_audio(b64: str) -> dict:
     if length is None:
         return {"bytes": None, "invalid_base64": len(b64)}
     return {"bytes": length}
-
-
-def _write_all(file: BinaryIO, data: bytes) -> None:
-    """Write every byte through an unbuffered file (one system call unless the kernel splits it)."""
-    view = memoryview(data)
-    while view:
-        written = file.write(view)
-        if written is None:  # a non-blocking file that would block: not one of ours
-            raise OSError("events.jsonl: the write would block")
-        view = view[written:]
 
 
 def _json_default(value: Any) -> Any:

@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional, TextIO
 
 import voicepipe
+from voicepipe.diskwrite import LineFile
 from voicepipe.eventshape import finite_or_none as _finite
 from voicepipe.eventshape import mapping_or_empty as _mapping
 from voicepipe.eventshape import mapping_parts as _parts
@@ -515,10 +516,14 @@ class Transcript:
         )
 
     def close(self) -> None:
-        for file in (self.text_file, self.jsonl_file):
-            if not file.closed:
-                file.flush()
-                file.close()
+        try:
+            message = getattr(self.ctx, "end_message", None)
+            if message and not self.text_file.closed:
+                self._write_text(f"[{format_time(elapsed(self.ctx))}] -- session ended: {message} --\n")
+        finally:
+            for file in (self.text_file, self.jsonl_file):
+                if not file.closed:
+                    file.close()
 
 
 _HANDLERS = {
@@ -709,8 +714,8 @@ def _ms(value: Optional[float]) -> Optional[float]:
 def voicepipe_session_start(ctx: Any) -> None:
     REDACTOR.refresh_env()  # secrets set since start-up count too
     ctx.run_dir.mkdir(parents=True, exist_ok=True)
-    text_file = open(ctx.run_dir / TEXT_FILE, "a", encoding="utf-8", buffering=1)
-    jsonl_file = open(ctx.run_dir / JSONL_FILE, "a", encoding="utf-8", buffering=1)
+    text_file = LineFile(ctx.run_dir / TEXT_FILE)  # whole lines, even on a full disk
+    jsonl_file = LineFile(ctx.run_dir / JSONL_FILE)
     ctx.stash[STASH_KEY] = Transcript(ctx, text_file, jsonl_file)
 
 

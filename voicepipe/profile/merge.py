@@ -24,6 +24,9 @@ from voicepipe.profile.schema import is_secret_key, known_keys, profile_spec, sp
 from voicepipe.profile.spec import did_you_mean
 from voicepipe.profile.yamlload import parse_value, parse_yaml
 
+#: profile files an ``extends:`` tree may name in all (each one counted every time it is named):
+#: a few files that each extend the next several times would otherwise multiply without end
+MAX_EXTENDS = 64
 KIND_KEYS = ("type", "backend")  # a mapping that changes one of these drops the keys the new kind lacks
 SET_EXAMPLE = "session.voice.name=en-US-Emma:DragonHDLatestNeural"
 
@@ -57,14 +60,26 @@ def drop_foreign_keys(node: Node, path: KeyPath, keep: Mapping[str, object]) -> 
             del node.value[key]
 
 
+class _Loaded:
+    """What one profile load has read so far: each parent file's merged tree (read once, copied
+    wherever it is named again) and how many parents the tree has named."""
+
+    def __init__(self) -> None:
+        self.trees: dict[Path, Optional[Node]] = {}
+        self.named = 0
+        self.over_limit = False
+
+
 def load_tree(display: str, real: Path, text: str, environ: Mapping[str, str], problems: Problems,
-              chain: tuple = ()) -> Optional[Node]:
+              chain: tuple = (), loaded: Optional[_Loaded] = None) -> Optional[Node]:
     """The profile in ``text`` merged over its ``extends:`` parents (not interpolated yet: a
     value a profile replaces is never looked at).
 
     ``display`` is the path as the user gave it (used in messages), ``real`` the resolved path,
-    ``chain`` the (real, display) pairs of the profiles that extend this one.
+    ``chain`` the (real, display) pairs of the profiles that extend this one. Each file is read
+    and merged once per load, and the whole tree may name at most :data:`MAX_EXTENDS` parents.
     """
+    loaded = loaded if loaded is not None else _Loaded()
     root = parse_yaml(text, display, problems)
     if root is None:
         return None
@@ -80,14 +95,21 @@ def load_tree(display: str, real: Path, text: str, environ: Mapping[str, str], p
     base: Optional[Node] = None
     for index, item in enumerate(items):
         path: KeyPath = ("extends", index) if isinstance(extends.value, list) else ("extends",)
-        parent = _load_parent(item, path, display, real, environ, problems, chain)
+        loaded.named += 1
+        if loaded.named > MAX_EXTENDS:
+            if not loaded.over_limit:
+                loaded.over_limit = True
+                problems.add(item.loc, path, f"the extends tree names more than {MAX_EXTENDS} profile files in all "
+                                             "(flatten it: extend fewer files, fewer times)")
+            break
+        parent = _load_parent(item, path, display, real, environ, problems, chain, loaded)
         if parent is not None:
             base = parent if base is None else merge(base, parent)
     return root if base is None else merge(base, root)
 
 
 def _load_parent(item: Node, path: KeyPath, display: str, real: Path, environ: Mapping[str, str],
-                 problems: Problems, chain: tuple) -> Optional[Node]:
+                 problems: Problems, chain: tuple, loaded: _Loaded) -> Optional[Node]:
     if not isinstance(item.value, str) or not item.value.strip():
         problems.add(item.loc, path, f"expected a profile file (or a list of them), got {show(item.value)}")
         return None
@@ -109,6 +131,9 @@ def _load_parent(item: Node, path: KeyPath, display: str, real: Path, environ: M
         cycle = [d for _, d in chain[seen.index(parent_real):]] + [parent_display]
         problems.add(item.loc, path, f"extends cycle: {' -> '.join(cycle)}")
         return None
+    if parent_real in loaded.trees:  # read and merged already: the same tree again
+        tree = loaded.trees[parent_real]
+        return None if tree is None else _copy(tree)
     if is_special_file(parent_real):
         problems.add(item.loc, path, f"{parent_display!r} is not a regular file")  # a FIFO would block
         return None
@@ -127,7 +152,19 @@ def _load_parent(item: Node, path: KeyPath, display: str, real: Path, environ: M
     except OSError as exc:
         problems.add(item.loc, path, f"cannot read {parent_display!r} ({exc.strerror or exc})")
         return None
-    return load_tree(parent_display, parent_real, text, environ, problems, chain)
+    tree = load_tree(parent_display, parent_real, text, environ, problems, chain, loaded)
+    loaded.trees[parent_real] = tree
+    return None if tree is None else _copy(tree)
+
+
+def _copy(node: Node) -> Node:
+    """A copy of a tree that later steps (merging, interpolation) may change without touching the original."""
+    value = node.value
+    if isinstance(value, dict):
+        value = {key: _copy(child) for key, child in value.items()}
+    elif isinstance(value, list):
+        value = [_copy(child) for child in value]
+    return Node(value, node.loc, node.key_loc, node.raw)
 
 
 def apply_overrides(root: Node, overrides: Sequence[str], problems: Problems) -> None:

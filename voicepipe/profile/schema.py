@@ -118,9 +118,11 @@ CONNECTION = _connection_map(
         ),
         "connect_timeout_s": Number(above=0, unit="of seconds"),
         "session_timeout_s": Number(above=0, unit="of seconds"),
+        "response_timeout_s": Number(above=0, unit="of seconds"),
         "reconnect": Map(
             {
                 "attempts": Int(0, 100),
+                "window_s": Number(above=0, high=86400, unit="of seconds"),
                 "initial_delay_s": Number(0, 60, unit="of seconds"),
                 "max_delay_s": Number(above=0, high=600, unit="of seconds"),
                 "history_items": Int(0, 1000),
@@ -527,6 +529,18 @@ class Backend(Spec):
         return names
 
 
+def _audio_checks(result: dict, node: Node, path: KeyPath, v: Check) -> None:
+    """An output file that is the input file would overwrite the recording being played."""
+    given, written = result.get("input") or {}, result.get("output") or {}
+    if not (isinstance(given, dict) and isinstance(written, dict)):
+        return
+    source, target = given.get("file"), written.get("file")
+    if isinstance(source, str) and isinstance(target, str) and os.path.normpath(source) == os.path.normpath(target):
+        v.error(node.value["output"].value["file"], path + ("output", "file"),
+                f"{show(target)} is also audio.input.file: the output would overwrite the input "
+                "(write the output elsewhere, e.g. \"{run_dir}/output.wav\")")
+
+
 AUDIO = Map(
     {
         "chunk_ms": Int(10, 200),
@@ -534,7 +548,8 @@ AUDIO = Map(
         "echo_reference": Bool(),
         "input": Backend("input"),
         "output": Backend("output"),
-    }
+    },
+    after=_audio_checks,
 )
 
 # -- the other sections ----------------------------------------------------------------------------
@@ -566,7 +581,7 @@ SECTIONS: dict[str, Spec] = {
     "logging": Map({"dir": Str(non_empty=True), "level": _LEVEL, "file_level": _LEVEL, "azure_level": _LEVEL,
                     "run_name": Str(non_empty=True, numbers_as_text=True)}),
     "runtime": Map({"slow_hook_ms": Number(above=0), "duration_s": Number(above=0, unit="of seconds"),
-                    "max_plugin_errors": Int(1)}),
+                    "max_plugin_errors": Int(1), "hook_timeout_s": Number(above=0, unit="of seconds")}),
     "console": Map({"quiet": Bool()}),
     "transcript": Map({"enabled": Bool()}),
     "recorder": Map({"enabled": Bool(), "audio": Bool()}),
