@@ -131,6 +131,7 @@ class VoicepipeProcess:
     """
 
     def __init__(self, profile: Path, log_dir: Path, *args: str):
+        self.log_dir = Path(log_dir)
         env = dict(os.environ, AZURE_VOICELIVE_API_KEY=FAKE_KEY, VOICEPIPE_DISABLE_PLUGIN_AUTOLOAD="1")
         env.pop("AZURE_VOICELIVE_ENDPOINT", None)
         self.args = [sys.executable, "-m", "voicepipe", "run", str(profile), "--log-dir", str(log_dir), "-v", *args]
@@ -201,8 +202,16 @@ class VoicepipeProcess:
 
     @property
     def run_dir(self) -> Path:
-        """The run folder, as the command announced it on stderr."""
-        return Path(self.wait_for_line(r"^run folder: (.+)$", "stderr").group(1))
+        """The run folder: the one folder the command made in its log folder (it names it on
+        stderr only once the connection is up)."""
+        deadline = time.monotonic() + DEADLINE_S
+        while time.monotonic() < deadline:
+            folders = [p for p in self.log_dir.glob("*") if p.is_dir()] if self.log_dir.is_dir() else []
+            if folders:
+                (folder,) = folders
+                return folder
+            time.sleep(0.02)
+        raise AssertionError(f"no run folder in {self.log_dir} within {DEADLINE_S} s\n{self.describe()}")
 
     # -- stopping it -----------------------------------------------------------------------------
 
