@@ -19,8 +19,25 @@ examples:
   voicepipe validate profiles/*.yaml           check profiles without connecting
   voicepipe show profiles/ava.yaml             the session.update that would be sent
   voicepipe replay logs/<run folder>           feed a recorded session through the plugins again
+  voicepipe serve profiles/web-demo.yaml       a session of the profile for every caller, in a browser
 
 Azure: set AZURE_VOICELIVE_ENDPOINT, then either `az login` (Entra ID) or AZURE_VOICELIVE_API_KEY.
+"""
+
+
+SERVE_DESCRIPTION = """\
+Serve profiles to callers: every media connection (a browser at http://HOST:PORT/<name>/) runs one
+session of the profile, with its own run folder, exactly as `voicepipe run` would.
+
+The media endpoint needs the token held in $VOICEPIPE_SERVE_TOKEN (serve.token_env), sent as
+`Authorization: Bearer <token>` or the WebSocket subprotocol `voicepipe.token.<token>`; a profile
+on the emulator endpoint needs none unless it is set. Limits, origins and the drain time are in the
+profile's serve: section. /healthz, /readyz (503 draining or full) and /metrics (Prometheus).
+SIGTERM or Ctrl+C drains (sessions run up to serve.drain_timeout_s); a second one ends at once.
+
+examples:
+  voicepipe serve profiles/web-demo.yaml                   offline demo, no credentials
+  voicepipe serve profiles/ava.yaml --host 0.0.0.0 --workers 2
 """
 
 
@@ -65,6 +82,22 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--scenario", metavar="FILE", help="YAML scenario: turns, tool calls, faults")
     emulator.add_argument("--speed", type=float, default=1.0, help="audio pacing: 1 real time, N times faster, 0 unpaced")
     emulator.add_argument("--api-key-env", metavar="VAR", help="accept only the key held in this environment variable")
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve profiles to callers (a session for each), with health, readiness and metrics",
+        description=SERVE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("profiles", nargs="+", metavar="PROFILE", help="profiles to serve, each at /<name>/")
+    profile_overrides(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="processes sharing the port (needs voicepipe[serve]: gunicorn; default 1)")
+    serve.add_argument("--max-sessions", type=int, metavar="N",
+                       help="sessions at once per process (default: the sum of the profiles' serve.max_sessions)")
+    serve.add_argument("--log-dir", metavar="DIR", help="where run folders go (default: each profile's logging.dir, else logs/)")
 
     devices = commands.add_parser("devices", help="list audio input and output devices")
     devices.add_argument("--backend", choices=["pyaudio", "sounddevice"], help="only this backend")
@@ -210,6 +243,48 @@ def cmd_emulator(args: argparse.Namespace) -> int:
         if not api_key:
             raise UsageError(f"--api-key-env: environment variable {args.api_key_env} is not set")
     return serve(args.host, args.port, args.scenario, api_key, args.speed)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from voicepipe.errors import UsageError
+    from voicepipe.logsetup import configure_logging, get_logger, shutdown_logging
+    from voicepipe.serve.server import ServeOptions, describe, make_host, print_lines
+
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port: expected 0 to 65535, got {args.port}")
+    if args.workers < 1:
+        raise UsageError(f"--workers: expected 1 or more, got {args.workers}")
+    if args.max_sessions is not None and args.max_sessions < 1:
+        raise UsageError(f"--max-sessions: expected 1 or more, got {args.max_sessions}")
+    options = ServeOptions(list(args.profiles), list(args.set), args.host, args.port, args.workers, args.log_dir,
+                           args.max_sessions)
+    temporary_metrics = None
+    if args.workers > 1:
+        try:
+            from voicepipe.serve import workers
+        except ImportError:
+            raise UsageError("--workers needs gunicorn: pip install 'voicepipe[serve]' (or leave out --workers)") from None
+        folder, temporary = workers.metrics_folder()  # before prometheus_client is imported
+        temporary_metrics = folder if temporary else None
+    configure_logging(None, session_files=True)
+    try:
+        for path in args.profiles:
+            _load(path, args.set)  # its warnings printed, its problems reported here
+        host, guard = make_host(options, get_logger(), metrics=args.workers == 1)
+        announce = lambda port: print_lines(describe(host, guard, args.host, port))  # noqa: E731
+        if args.workers > 1:
+            return workers.run_workers(options, host.drain_timeout_s, announce)
+        import asyncio
+
+        from voicepipe.serve.server import serve
+
+        return asyncio.run(serve(host, guard, args.host, args.port, announce))
+    finally:
+        shutdown_logging()
+        if temporary_metrics is not None:
+            import shutil
+
+            shutil.rmtree(temporary_metrics, ignore_errors=True)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
