@@ -51,7 +51,10 @@ def load_served(paths: Sequence[str], overrides: Sequence[str] = ()) -> list[Ser
             for direction in ("input", "output")
             if isinstance(audio.get(direction), dict)
         }
-        transports = frozenset(named & set(TRANSPORT_BACKENDS)) or DEFAULT_TRANSPORTS
+        transports = frozenset(named & set(TRANSPORT_BACKENDS))
+        if not transports:
+            transports = DEFAULT_TRANSPORTS
+            _caller_audio(profile, next(iter(DEFAULT_TRANSPORTS)))
         name = _ROUTE_NAME.sub("-", profile.name.lower()).strip("-") or "profile"
         if name in served:
             raise UsageError(f"{path}: another profile is already served at /{name}/ (rename one of the files)")
@@ -60,6 +63,17 @@ def load_served(paths: Sequence[str], overrides: Sequence[str] = ()) -> list[Ser
             name, profile, plugins, transports, max_sessions=settings.max_sessions, settings=settings
         )
     return list(served.values())
+
+
+def _caller_audio(profile, kind: str) -> None:
+    """A profile written for a sound card or files, served: its audio is the caller's connection
+    (``voicepipe run`` keeps using the devices; only the served copy changes)."""
+    audio = profile.data.setdefault("audio", {})
+    for direction in ("input", "output"):
+        current = audio.get(direction)
+        kept = {"answer_timeout_s": current["answer_timeout_s"]} if (
+            direction == "input" and isinstance(current, dict) and "answer_timeout_s" in current) else {}
+        audio[direction] = {"backend": kind, **kept}
 
 
 def build_app(host: SessionHost, guard: Guard) -> web.Application:

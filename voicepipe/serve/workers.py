@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import shutil
 import signal
@@ -112,7 +113,7 @@ class WorkersApplication(BaseApplication):
             "bind": [f"{bind}:{self.options.port}"],
             "workers": self.options.workers,
             "worker_class": DrainingWorker,
-            "graceful_timeout": self.drain_timeout_s + GRACE_MARGIN_S,
+            "graceful_timeout": math.ceil(self.drain_timeout_s + GRACE_MARGIN_S),
             "timeout": 30,
             "proc_name": "voicepipe-serve",
             "accesslog": None,
