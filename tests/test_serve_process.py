@@ -237,3 +237,19 @@ def test_serve_help_explains_the_token_and_the_signals(capsys):
     out = capsys.readouterr().out
     for words in ("VOICEPIPE_SERVE_TOKEN", "voicepipe.token.<token>", "--workers N", "SIGTERM", "/metrics"):
         assert words in out
+
+
+def test_a_port_in_use_is_a_one_line_usage_error(capsys, monkeypatch):
+    import socket
+
+    from voicepipe.serve.app import TRANSPORT_ROUTES
+
+    monkeypatch.setitem(TRANSPORT_ROUTES, "web", "serve_socket_transport")
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        message = _one_line_error(capsys, "serve", str(DEMO), "--port", str(port))
+    assert message.startswith(f"voicepipe: cannot listen on 127.0.0.1:{port}: ")
+    assert message.endswith("(choose another --host/--port)")
