@@ -264,7 +264,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             from voicepipe.serve import workers
         except ImportError:
             raise UsageError("--workers needs gunicorn: pip install 'voicepipe[serve]' (or leave out --workers)") from None
-        folder, temporary = workers.metrics_folder()  # before prometheus_client is imported
+    if args.workers > 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from voicepipe.serve.metrics import metrics_folder
+
+        folder, temporary = metrics_folder()  # before prometheus_client is imported
         temporary_metrics = folder if temporary else None
     configure_logging(None, session_files=True)
     try:

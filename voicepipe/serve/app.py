@@ -90,7 +90,13 @@ def build_app(host: SessionHost, guard: Guard) -> web.Application:
             module = TRANSPORT_ROUTES.get(transport)
             if module is None:
                 raise UsageError(f"profile {served.name}: the {transport!r} transport is not available in this version")
-            importlib.import_module(module).add_routes(app, served, host, guard)
+            try:
+                routes = importlib.import_module(module)
+            except ModuleNotFoundError as exc:
+                if exc.name != module:
+                    raise
+                raise UsageError(f"profile {served.name}: the {transport!r} transport is not available in this version") from None
+            routes.add_routes(app, served, host, guard)
     return app
 
 

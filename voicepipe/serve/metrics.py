@@ -20,6 +20,8 @@ Each application has its own ``CollectorRegistry``. Under several workers
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from voicepipe import hookimpl
@@ -103,6 +105,21 @@ def open_metrics(profiles: Iterable[str], capacity: int) -> Optional[ServeMetric
     except ImportError:
         return None
     return ServeMetrics(prometheus_client, profiles, capacity)
+
+
+def metrics_folder() -> tuple[Path, bool]:
+    """The multiprocess metrics folder, emptied, set in the environment before prometheus_client is
+    imported (then inherited by the workers); whether it is a temporary one to remove after."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        folder = Path(given)
+        folder.mkdir(parents=True, exist_ok=True)
+        for stale in folder.glob("*.db"):  # values of an earlier run would add up with ours
+            stale.unlink()
+        return folder, False
+    folder = Path(tempfile.mkdtemp(prefix="voicepipe-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(folder)
+    return folder, True
 
 
 def mark_process_dead(pid: int) -> None:

@@ -13,11 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import os
-import shutil
 import signal
-import tempfile
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 from aiohttp.worker import GunicornWebWorker
@@ -152,30 +148,10 @@ def _child_exit(arbiter: Any, worker: Any) -> None:
     mark_process_dead(worker.pid)
 
 
-def metrics_folder() -> tuple[Path, bool]:
-    """The multiprocess metrics folder, emptied; whether it is a temporary one to remove after."""
-    from voicepipe.serve.metrics import MULTIPROC_ENV
-
-    given = os.environ.get(MULTIPROC_ENV)
-    if given:
-        folder = Path(given)
-        folder.mkdir(parents=True, exist_ok=True)
-        for stale in folder.glob("*.db"):  # values of an earlier run would add up with ours
-            stale.unlink()
-        return folder, False
-    folder = Path(tempfile.mkdtemp(prefix="voicepipe-metrics-"))
-    os.environ[MULTIPROC_ENV] = str(folder)
-    return folder, True
-
-
-def run_workers(options: ServeOptions, drain_timeout_s: float, announce: Callable[[int], None],
-                remove_after: Optional[Path] = None) -> int:
-    """Run gunicorn until it stops; its exit code. ``remove_after``: a temporary metrics folder."""
+def run_workers(options: ServeOptions, drain_timeout_s: float, announce: Callable[[int], None]) -> int:
+    """Run gunicorn until it stops; its exit code."""
     try:
         WorkersApplication(options, drain_timeout_s, announce).run()
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        if remove_after is not None:
-            shutil.rmtree(remove_after, ignore_errors=True)
     return 0
