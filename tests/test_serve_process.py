@@ -29,11 +29,11 @@ PAID = "connection.endpoint=https://example.services.ai.azure.com/"
 class Server:
     """``voicepipe serve profiles/demo.yaml`` on a free port, run folders in ``tmp_path/runs``."""
 
-    def __init__(self, tmp_path: Path, *args: str):
+    def __init__(self, tmp_path: Path, *args: str, env: dict | None = None):
         self.runs = tmp_path / "runs"
         self.stderr_path = tmp_path / "stderr.txt"
         env = {key: value for key, value in os.environ.items() if key not in ("VOICEPIPE_SERVE_TOKEN",
-                                                                           "PROMETHEUS_MULTIPROC_DIR")}
+                                                                           "PROMETHEUS_MULTIPROC_DIR")} | (env or {})
         with open(self.stderr_path, "w") as stderr:
             self.proc = subprocess.Popen(
                 [sys.executable, str(PROCESS), str(DEMO), "--port", "0", "--log-dir", str(self.runs),
@@ -91,8 +91,8 @@ class Server:
 def server_at(tmp_path):
     started = []
 
-    def start(*args: str) -> Server:
-        started.append(Server(tmp_path, *args))
+    def start(*args: str, env: dict | None = None) -> Server:
+        started.append(Server(tmp_path, *args, env=env))
         return started[-1]
 
     yield start
@@ -194,6 +194,29 @@ def test_two_workers_share_the_port_a_killed_one_is_replaced_and_sigterm_drains(
     assert asyncio.run(scenario()) == "server_draining"
     assert server.wait() == 0
     assert _ending(server.runs) == "server_draining"
+
+
+def test_the_token_admits_a_caller_and_appears_in_no_log_or_file(server_at):
+    token = "tok-" + "7" * 40
+    server = server_at("--set", "logging.file_level=DEBUG", env={"VOICEPIPE_SERVE_TOKEN": token})
+    assert server.first_line.endswith("(callers present the token in VOICEPIPE_SERVE_TOKEN)\n")
+
+    async def call():
+        async with aiohttp.ClientSession() as http:
+            refused = await http.get(server.base + "/demo/call", headers={"Authorization": "Bearer " + token[:-1]})
+            ws = await http.ws_connect(server.base + "/demo/call", protocols=(PROTOCOL, "voicepipe.token." + token))
+            assert (await _receive(ws)).data == "started"
+            await ws.send_str("bye")
+            await _receive(ws)
+            return refused.status
+
+    assert asyncio.run(call()) == 401
+    server.signal(signal.SIGTERM)
+    assert server.wait() == 0
+    assert _ending(server.runs) == "caller_hung_up"
+    written = [server.stderr()] + [path.read_text(errors="replace") for path in server.runs.rglob("*") if path.is_file()
+                                   and path.suffix != ".wav"]
+    assert not [text for text in written if token in text or token[:-1] in text]
 
 
 # -- usage errors --------------------------------------------------------------------------------
