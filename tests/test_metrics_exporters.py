@@ -42,7 +42,7 @@ def test_a_missing_prometheus_client_is_one_warning_naming_the_extra(tmp_path, m
     run_two_turns(session)
     [warning] = warnings_named(session, "metrics_exporter_missing")
     assert warning["exporter"] == "prometheus"
-    assert "pip install 'voicepipe[prometheus]'" in warning["hint"]
+    assert "pip install 'voicepipe-live[prometheus]'" in warning["hint"]
     assert len(session.log.level("warning")) == 1
     assert session.summary()["turns"] == 2  # the files are written all the same
 
@@ -53,7 +53,7 @@ def test_a_missing_opentelemetry_is_one_warning_naming_the_extra(tmp_path, monke
     run_two_turns(session)
     [warning] = warnings_named(session, "metrics_exporter_missing")
     assert warning["exporter"] == "otel"
-    assert "pip install 'voicepipe[otel]'" in warning["hint"]
+    assert "pip install 'voicepipe-live[otel]'" in warning["hint"]
     assert session.summary()["turns"] == 2
 
 

@@ -23,8 +23,25 @@ examples:
   voicepipe replay logs/<run folder>           feed a recorded session through the plugins again
   voicepipe test conversations/                run the conversation tests, offline
   voicepipe report logs/<run folder>           one HTML file: timeline, latency, transcript
+  voicepipe serve profiles/web-demo.yaml       a session of the profile for every caller, in a browser
 
 Azure: set AZURE_VOICELIVE_ENDPOINT, then either `az login` (Entra ID) or AZURE_VOICELIVE_API_KEY.
+"""
+
+
+SERVE_DESCRIPTION = """\
+Serve profiles to callers: every media connection (a browser at http://HOST:PORT/<name>/) runs one
+session of the profile, with its own run folder, exactly as `voicepipe run` would.
+
+The media endpoint needs the token held in $VOICEPIPE_SERVE_TOKEN (serve.token_env), sent as
+`Authorization: Bearer <token>` or the WebSocket subprotocol `voicepipe.token.<token>`; a profile
+on the emulator endpoint needs none unless it is set. Limits, origins and the drain time are in the
+profile's serve: section. /healthz, /readyz (503 draining or full) and /metrics (Prometheus).
+SIGTERM or Ctrl+C drains (sessions run up to serve.drain_timeout_s); a second one ends at once.
+
+examples:
+  voicepipe serve profiles/web-demo.yaml                   offline demo, no credentials
+  voicepipe serve profiles/ava.yaml --host 0.0.0.0 --workers 2
 """
 
 
@@ -92,6 +109,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     init.add_argument("folder", nargs="?", default=".", metavar="DIR")
     init.add_argument("--force", action="store_true", help="overwrite files that are already there")
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve profiles to callers (a session for each), with health, readiness and metrics",
+        description=SERVE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    serve.add_argument("profiles", nargs="+", metavar="PROFILE", help="profiles to serve, each at /<name>/")
+    profile_overrides(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 for all)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 picks a free one)")
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="processes sharing the port (needs voicepipe-live[serve]: gunicorn; default 1)")
+    serve.add_argument("--max-sessions", type=int, metavar="N",
+                       help="sessions at once per process (default: the sum of the profiles' serve.max_sessions)")
+    serve.add_argument("--log-dir", metavar="DIR", help="where run folders go (default: each profile's logging.dir, else logs/)")
 
     devices = commands.add_parser("devices", help="list audio input and output devices")
     devices.add_argument("--backend", choices=["pyaudio", "sounddevice"], help="only this backend")
@@ -384,6 +417,51 @@ def cmd_init(args: argparse.Namespace) -> int:
     print(f"\nnext: {where}voicepipe run profiles/my-agent.yaml      (offline: the local emulator answers)")
     print("      pytest tests/                          (the plugin's test)")
     return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from voicepipe.errors import UsageError
+    from voicepipe.logsetup import configure_logging, get_logger, shutdown_logging
+    from voicepipe.serve.server import ServeOptions, describe, make_host, print_lines
+
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port: expected 0 to 65535, got {args.port}")
+    if args.workers < 1:
+        raise UsageError(f"--workers: expected 1 or more, got {args.workers}")
+    if args.max_sessions is not None and args.max_sessions < 1:
+        raise UsageError(f"--max-sessions: expected 1 or more, got {args.max_sessions}")
+    options = ServeOptions(list(args.profiles), list(args.set), args.host, args.port, args.workers, args.log_dir,
+                           args.max_sessions)
+    temporary_metrics = None
+    if args.workers > 1:
+        try:
+            from voicepipe.serve import workers
+        except ImportError:
+            raise UsageError("--workers needs gunicorn: pip install 'voicepipe-live[serve]' (or leave out --workers)") from None
+    if args.workers > 1 or os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from voicepipe.serve.metrics import metrics_folder
+
+        folder, temporary = metrics_folder()  # before prometheus_client is imported
+        temporary_metrics = folder if temporary else None
+    configure_logging(None, session_files=True)
+    try:
+        for path in args.profiles:
+            _load(path, args.set)  # its warnings printed, its problems reported here
+        host, guard = make_host(options, get_logger(), metrics=args.workers == 1)
+        announce = lambda port: print_lines(describe(host, guard, args.host, port))  # noqa: E731
+        if args.workers > 1:
+            return workers.run_workers(options, host.drain_timeout_s, announce)
+        import asyncio
+
+        from voicepipe.serve.server import serve
+
+        return asyncio.run(serve(host, guard, args.host, args.port, announce))
+    finally:
+        shutdown_logging()
+        if temporary_metrics is not None:
+            import shutil
+
+            shutil.rmtree(temporary_metrics, ignore_errors=True)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:

@@ -68,8 +68,8 @@ Profile section::
 
     metrics:
       table: true            # print the table at session end
-      prometheus_port: 9464  # serve /metrics on 127.0.0.1 (extra: voicepipe[prometheus])
-      otel: false            # record OpenTelemetry metrics (extra: voicepipe[otel])
+      prometheus_port: 9464  # serve /metrics on 127.0.0.1 (extra: voicepipe-live[prometheus])
+      otel: false            # record OpenTelemetry metrics (extra: voicepipe-live[otel])
 
 The per-session state lives at ``ctx.stash["metrics"]`` (a :class:`SessionMetrics`). Another plugin
 adds a section to ``metrics.json`` through its ``sections`` (name -> a dict, or a function called

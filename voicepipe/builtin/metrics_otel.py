@@ -1,4 +1,4 @@
-"""OpenTelemetry metrics for the metrics plugin (optional extra ``voicepipe[otel]``).
+"""OpenTelemetry metrics for the metrics plugin (optional extra ``voicepipe-live[otel]``).
 
 Enabled by ``metrics.otel: true``; ``opentelemetry`` is imported only then. Instruments are made on
 the global ``MeterProvider`` (meter ``voicepipe``), so the exporter is whatever the process
@@ -28,7 +28,7 @@ from voicepipe import __version__
 from voicepipe.builtin.metrics import LATENCY_METRICS
 from voicepipe.metrics_stats import token_breakdown
 
-INSTALL_HINT = "pip install 'voicepipe[otel]'"
+INSTALL_HINT = "pip install 'voicepipe-live[otel]'"
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
 _UNCONFIGURED_PROVIDERS = ("_ProxyMeterProvider", "NoOpMeterProvider")
 

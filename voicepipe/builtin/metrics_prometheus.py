@@ -1,4 +1,4 @@
-"""Prometheus endpoint for the metrics plugin (optional extra ``voicepipe[prometheus]``).
+"""Prometheus endpoint for the metrics plugin (optional extra ``voicepipe-live[prometheus]``).
 
 Enabled by ``metrics.prometheus_port`` in the profile; ``prometheus_client`` is imported only then.
 Serves ``http://127.0.0.1:<port>/metrics`` from a daemon thread, with its own registry:
@@ -23,7 +23,7 @@ from typing import Any, Mapping, Optional
 from voicepipe.builtin.metrics import LATENCY_METRICS
 from voicepipe.metrics_stats import token_breakdown
 
-INSTALL_HINT = "pip install 'voicepipe[prometheus]'"
+INSTALL_HINT = "pip install 'voicepipe-live[prometheus]'"
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
 
 _exporters: dict[int, "PrometheusExporter"] = {}

@@ -570,6 +570,43 @@ TOOLS = Map(
     }
 )
 
+
+# -- serve: how `voicepipe serve` offers the profile to callers --------------------------------------
+
+SERVE_TOKEN_ENV = "VOICEPIPE_SERVE_TOKEN"
+_ENV_NAME_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+def _env_name(value: str) -> Optional[str]:
+    if not value or value[0].isdigit() or not set(value) <= _ENV_NAME_CHARS:
+        return f"expected the name of an environment variable (like {SERVE_TOKEN_ENV}), got {show(value)}"
+    return None
+
+
+def _origin(value: str) -> Optional[str]:
+    if value == "*":
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/") or parts.query:
+        return f"expected an origin like https://app.example.com (scheme and host, no path) or '*', got {show(value)}"
+    return None
+
+
+SERVE = Map(
+    {
+        "max_sessions": Int(1, 100_000),
+        "drain_timeout_s": Number(0, 3600, unit="of seconds"),
+        "allowed_origins": ListOf(Str(validator=_origin, what="an origin"), unique=True),
+        "auth": Enum(["token", "none"]),
+        "token_env": Str(validator=_env_name, what="an environment variable name"),
+        "max_message_rate": Number(above=0, high=100_000, unit="of messages a second"),
+        "max_message_bytes": Int(1024, 16 * 1024 * 1024),
+    },
+    forbid=is_secret_key,
+    forbid_message=f"a token must not be written in the profile (export it as {SERVE_TOKEN_ENV}, "
+                   "or name another variable with serve.token_env)",
+)
+
 _LEVEL = Enum(LOG_LEVELS, fold_case=True)
 
 SECTIONS: dict[str, Spec] = {
@@ -588,6 +625,7 @@ SECTIONS: dict[str, Spec] = {
     "metrics": Map({"prometheus_port": Int(1, 65535), "otel": Bool(), "table": Bool()}),
     "report": Map({"enabled": Bool()}),
     "tools": TOOLS,
+    "serve": SERVE,
 }
 
 PLUGIN_SECTION = FreeMap(what="a mapping (the plugin's own settings)")

@@ -7,7 +7,7 @@ the bare ``/acs/events``):
 ``POST /<name>/acs/events``
     The Event Grid webhook of the ACS resource (Event Grid schema). It answers the
     ``SubscriptionValidationEvent`` handshake, and answers each ``IncomingCall`` with
-    ``azure-communication-callautomation`` (``pip install 'voicepipe[acs]'``): media streaming over
+    ``azure-communication-callautomation`` (``pip install 'voicepipe-live[acs]'``): media streaming over
     a WebSocket to ``/<name>/acs/media`` with a one-use token, bidirectional, PCM16 mono at 24 kHz
     (16 kHz when the session's ``input_audio_sampling_rate`` is 16000), started at once. When
     ``VOICEPIPE_ACS_EVENTS_KEY`` is set the webhook URL must carry ``?key=<that value>``.
@@ -248,7 +248,7 @@ async def _answer(request: web.Request, served: ServedProfile, host: SessionHost
         )
         from azure.communication.callautomation.aio import CallAutomationClient
     except ImportError:
-        host.log.error("acs_not_installed", message="answering ACS calls needs: pip install 'voicepipe[acs]'")
+        host.log.error("acs_not_installed", message="answering ACS calls needs: pip install 'voicepipe-live[acs]'")
         return
     base = phone.public_url(request)
     token = phone.sign_media_token(_secret(), f"acs:{served.name}")

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from voicepipe.errors import VoicepipeError
+from voicepipe.serve.settings import DEFAULT_DRAIN_TIMEOUT_S, DEFAULT_MAX_SESSIONS, ServeSettings
 
 if TYPE_CHECKING:
     from voicepipe.plugins import PluginSet
@@ -24,8 +25,7 @@ if TYPE_CHECKING:
     from voicepipe.runtime import SessionRunner
     from voicepipe.serve.transport import Transport
 
-DEFAULT_MAX_SESSIONS = 20
-DEFAULT_DRAIN_TIMEOUT_S = 30.0
+__all__ = ["DEFAULT_DRAIN_TIMEOUT_S", "DEFAULT_MAX_SESSIONS", "LiveSession", "ServedProfile", "SessionHost"]
 
 
 @dataclass
@@ -39,6 +39,14 @@ class ServedProfile:
     transports: frozenset
     max_sessions: int = DEFAULT_MAX_SESSIONS
     active: int = 0
+    #: its ``serve:`` section (read from the profile when not given)
+    settings: Optional[ServeSettings] = None
+
+    def __post_init__(self) -> None:
+        if self.settings is None:
+            self.settings = ServeSettings.of(self.profile)
+            if "max_sessions" in self.profile.section("serve"):
+                self.max_sessions = self.settings.max_sessions
 
 
 @dataclass
@@ -72,6 +80,7 @@ class SessionHost:
         log_dir: Optional[str] = None,
         max_sessions: Optional[int] = None,
         drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S,
+        metrics: Any = None,
     ):
         self.profiles = {served.name: served for served in profiles}
         self.log = log
@@ -80,6 +89,8 @@ class SessionHost:
         self.drain_timeout_s = drain_timeout_s
         self.sessions: dict[int, LiveSession] = {}
         self.counters = HostCounters()
+        #: a :class:`voicepipe.serve.metrics.ServeMetrics`, or None (``/metrics`` then has nothing)
+        self.metrics = metrics
         self.accepting = True
         self._numbers = itertools.count(1)
         self._idle = asyncio.Event()
@@ -100,8 +111,11 @@ class SessionHost:
             return "all lines are busy; try again in a moment"
         return None
 
-    def refused(self, reason: str) -> None:
+    def refused(self, reason: str, profile: Optional[str] = None) -> None:
+        """Count a refusal (``capacity``, ``draining``, ``origin``, ``unauthorized``, ...)."""
         self.counters.refused[reason] = self.counters.refused.get(reason, 0) + 1
+        if self.metrics is not None:
+            self.metrics.refused(profile or "", reason)
 
     # -- sessions ------------------------------------------------------------------------------
 
@@ -117,11 +131,15 @@ class SessionHost:
         served.active += 1
         self._idle.clear()
         self.counters.started += 1
+        if self.metrics is not None:
+            self.metrics.session_started(served.name)
         reason = "error"
         try:
             pm = served.plugins.manager()
             if transport.plugin is not None:
                 pm.add(transport.plugin, f"{transport.kind}-transport", "voicepipe serve")
+            if self.metrics is not None:
+                pm.add(self.metrics.session_plugin(), "serve-metrics", "voicepipe serve")
             configure_plugins(pm, served.profile)
             live.run_dir = make_run_dir(served.profile, base=self.log_dir)
             settings = served.profile.logging
@@ -142,6 +160,8 @@ class SessionHost:
             served.active -= 1
             del self.sessions[live.number]
             self.counters.ended[reason] = self.counters.ended.get(reason, 0) + 1
+            if self.metrics is not None:
+                self.metrics.session_ended(served.name, reason)
             self.log.info("session_ended", profile=served.name, reason=reason, run_dir=str(live.run_dir))
             if not self.sessions:
                 self._idle.set()
@@ -175,6 +195,10 @@ class SessionHost:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._idle.wait(), timeout)
         self.end_all("server_draining")
+        await self._idle.wait()
+
+    async def idle(self) -> None:
+        """Wait until no session is in progress."""
         await self._idle.wait()
 
     def end_all(self, reason: str) -> None:

@@ -1,0 +1,157 @@
+"""``voicepipe serve --workers N``: N processes on one port under gunicorn (extra
+``voicepipe-live[serve]``), each an aiohttp worker running its own :class:`SessionHost`.
+
+gunicorn's master binds the port, forks the workers (they share the listening socket) and replaces
+one that dies. SIGTERM to the master drains every worker (:class:`DrainingWorker`: ``/readyz``
+503, then sessions run up to ``serve.drain_timeout_s``); Ctrl+C does the same, and a second Ctrl+C
+(or SIGQUIT) ends the sessions at once. ``/metrics`` reads every worker's values from
+``PROMETHEUS_MULTIPROC_DIR`` (a fresh temporary folder unless set), so any worker answers for all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import signal
+from typing import Any, Callable, Optional
+
+from aiohttp.worker import GunicornWebWorker
+
+from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+
+from voicepipe.serve.server import END_NOW_TIMEOUT_S, ServeOptions, make_host
+
+#: how much longer than the longest drain the master waits before it kills a worker
+GRACE_MARGIN_S = 15.0
+
+
+class DrainingWorker(GunicornWebWorker):
+    """An aiohttp worker that drains its sessions before it stops."""
+
+    host: Any = None
+    _drain: Optional[asyncio.Task] = None
+    _ending = False
+
+    def load_wsgi(self) -> None:
+        super().load_wsgi()
+        factory = self.wsgi
+
+        async def application() -> Any:
+            from voicepipe.serve.app import HOST_KEY
+
+            app = await factory()
+            self.host = app[HOST_KEY]
+            return app
+
+        self.wsgi = application
+
+    def handle_exit(self, sig: int, frame: Any) -> None:  # SIGTERM
+        if self.host is None:
+            return super().handle_exit(sig, frame)
+        self._drain_or_end()
+
+    def handle_quit(self, sig: int, frame: Any) -> None:  # SIGINT drains like SIGTERM; SIGQUIT ends now
+        if self.host is None:
+            return super().handle_quit(sig, frame)
+        if sig == signal.SIGINT:
+            self._drain_or_end()
+        else:
+            self._end_now()
+
+    def _drain_or_end(self) -> None:
+        if self._drain is None:
+            self._drain = self.loop.create_task(self._drain_then_stop())
+        else:
+            self._end_now()
+
+    async def _drain_then_stop(self) -> None:
+        await self.host.drain()
+        self._stop()
+
+    def _end_now(self) -> None:
+        if self._ending:
+            return
+        self._ending = True
+        self.host.accepting = False
+        self.host.end_all("server_stopped")
+        self.loop.create_task(self._stop_when_idle())
+
+    async def _stop_when_idle(self) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.host.idle(), END_NOW_TIMEOUT_S)
+        self._stop()
+
+    def _stop(self) -> None:
+        self.alive = False
+        self._notify_waiter_done()
+
+
+class _Arbiter(Arbiter):
+    def handle_int(self) -> None:
+        """Ctrl+C drains, as SIGTERM does (a second one still ends at once)."""
+        raise StopIteration
+
+
+class WorkersApplication(BaseApplication):
+    """gunicorn, configured from the command line's options instead of its own."""
+
+    def __init__(self, options: ServeOptions, drain_timeout_s: float, announce: Callable[[int], None]):
+        self.options = options
+        self.drain_timeout_s = drain_timeout_s
+        self.announce = announce
+        super().__init__()
+
+    def load_config(self) -> None:
+        bind = f"[{self.options.host}]" if ":" in self.options.host else self.options.host
+        settings = {
+            "bind": [f"{bind}:{self.options.port}"],
+            "workers": self.options.workers,
+            "worker_class": DrainingWorker,
+            "graceful_timeout": math.ceil(self.drain_timeout_s + GRACE_MARGIN_S),
+            "timeout": 30,
+            "proc_name": "voicepipe-serve",
+            "accesslog": None,
+            "loglevel": "warning",
+            "control_socket_disable": True,
+            "child_exit": _child_exit,
+            "when_ready": self._ready,
+        }
+        for key, value in settings.items():
+            if key in self.cfg.settings:
+                self.cfg.set(key, value)
+
+    def _ready(self, arbiter: Any) -> None:
+        ports = [listener.sock.getsockname()[1] for listener in arbiter.LISTENERS]
+        self.announce(ports[0] if ports else self.options.port)
+
+    def load(self) -> Callable:
+        options = self.options
+
+        async def application() -> Any:
+            from voicepipe.logsetup import get_logger
+            from voicepipe.serve.app import build_app
+
+            host, guard = make_host(options, get_logger())
+            return build_app(host, guard)
+
+        return application
+
+    def run(self) -> None:
+        _Arbiter(self).run()
+
+
+def _child_exit(arbiter: Any, worker: Any) -> None:
+    from voicepipe.serve.metrics import mark_process_dead
+
+    mark_process_dead(worker.pid)
+
+
+def run_workers(options: ServeOptions, drain_timeout_s: float, announce: Callable[[int], None]) -> int:
+    """Run gunicorn until it stops; its exit code."""
+    try:
+        WorkersApplication(options, drain_timeout_s, announce).run()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
