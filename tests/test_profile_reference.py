@@ -186,11 +186,12 @@ def test_every_shipped_profile_names_the_schema_and_validates_against_it(validat
     ("session: {temperature: 3}\n", "session.temperature"),
     ("connection: {reconnect: {attempts: -1}}\n", "connection.reconnect.attempts"),
     ("connection: {api_key: abc}\n", "connection"),
-    ("audio: {input: {backend: wav}}\n", "audio.input"),
+    ("audio: {input: {backend: wav, device: 1}}\n", "audio.input"),
     ("audio: {output: {backend: wav, file: o.wav, fade_ms: 5}}\n", "audio.output"),
     ("metrics: {prometheus_port: 70000}\n", "metrics.prometheus_port"),
     ("session: {turn_detection: {type: server_vad, languages: [en]}}\n", "session.turn_detection"),
     ("logging: {level: LOUD}\n", "logging.level"),
+    ("session: {voice: {type: openai, name: alloy, temperature: 0.5}}\n", "session.voice"),
 ])
 def test_wrong_profiles_are_refused_by_the_json_schema_and_by_validation(validator, tmp_path, text, where):
     assert [line for line in refusals(validator, text) if line.startswith(where)], refusals(validator, text)
@@ -200,10 +201,17 @@ def test_wrong_profiles_are_refused_by_the_json_schema_and_by_validation(validat
         load_profile(path, environ={})
 
 
+def test_the_json_schema_takes_a_few_keys_of_a_mapping_the_parent_profile_started(validator):
+    assert refusals(validator, "extends: ava.yaml\nsession:\n  voice: {temperature: 0.5}\n"
+                               "  input_audio_transcription: {language: en}\n"
+                               "  turn_detection: {silence_duration_ms: 300, languages: [en]}\n"
+                               "audio:\n  output: {file: answer.wav}\nconsole:\n") == []
+
+
 def test_the_json_schema_takes_references_and_plugin_sections(validator):
     assert refusals(validator, "connection:\n  connect_timeout_s: ${TIMEOUT:-15}\n  reconnect:\n    attempts: ${N}\n"
                                "plugins: [x.py]\nx: {anything: 1}\nlogging: {level: debug}\n"
-                               "audio: {input: {backend: my_backend, whatever: 3}, output: null}\n") == []
+                               "audio: {input: {backend: my_backend, whatever: 3}, output: {backend: null, realtime: false}}\n") == []
 
 
 # -- the README's YAML blocks ------------------------------------------------------------------------------

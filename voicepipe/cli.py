@@ -19,6 +19,7 @@ examples:
   voicepipe run profiles/ava.yaml --set session.voice.name=en-US-Emma:DragonHDLatestNeural
   voicepipe validate profiles/*.yaml           check profiles without connecting
   voicepipe show profiles/ava.yaml             the session.update that would be sent
+  voicepipe schema -o profile.schema.json      the profile's JSON Schema, for editor completion
   voicepipe replay logs/<run folder>           feed a recorded session through the plugins again
   voicepipe test conversations/                run the conversation tests, offline
   voicepipe report logs/<run folder>           one HTML file: timeline, latency, transcript

@@ -3,9 +3,10 @@ type (``# yaml-language-server: $schema=...`` on a profile's first line). ``voic
 prints it.
 
 It is made from the same specs as validation and the same descriptions as the reference page
-(:mod:`voicepipe.profile.reference`). It cannot say everything ``voicepipe validate`` does (files
-that exist, tool handlers that import, cross-key rules), so it may accept a profile ``validate``
-refuses, never the other way round for the keys it describes. A value may be a ``${VAR}``
+(:mod:`voicepipe.profile.reference`). It sees one file without its ``extends:`` parents, so no key
+is required, and it cannot say everything ``voicepipe validate`` does (files that exist, tool
+handlers that import, cross-key rules): it may accept a profile ``validate`` refuses, never the
+other way round for the keys it describes. A value may be a ``${VAR}``
 reference anywhere, and a top-level key not in the schema is taken as a plugin's section.
 """
 
@@ -63,102 +64,127 @@ def _nullable(spec: Spec, schema: dict[str, Any]) -> dict[str, Any]:
     return {"anyOf": [schema, {"type": "null"}]}
 
 
-def to_schema(spec: Spec, path: str) -> dict[str, Any]:
-    """The JSON Schema of ``spec`` at key path ``path`` (descriptions are added by the caller)."""
-    from voicepipe.profile.schema import Backend
+class _Builder:
+    """Builds the schema; a key that several variants declare alike (the turn detectors'
+    ``threshold``, the backends' ``device``) is written once under ``$defs`` and referenced."""
 
-    if isinstance(spec, (Anything, Json)):
-        return {}
-    if isinstance(spec, Bool):
-        return _or_reference({"type": "boolean"})
-    if isinstance(spec, SdkEnum):
-        return _or_reference(_enum(spec.all_values()))
-    if isinstance(spec, Enum):
-        return _or_reference(_enum(spec.values, spec.fold_case))
-    if isinstance(spec, Str):
-        from voicepipe.profile.schema import _OPENAI_VOICE, _bare_voice
+    def __init__(self) -> None:
+        self.defs: dict[str, Any] = {}
+        self._names: dict[tuple[str, str], str] = {}
 
-        if spec.validator is _bare_voice:
-            return _or_reference(_enum(_OPENAI_VOICE.all_values()))
-        schema: dict[str, Any] = {"type": ["string", "number"] if spec.numbers_as_text else "string"}
-        if spec.non_empty:
-            schema["minLength"] = 1
-        return schema
-    if isinstance(spec, Number):
-        schema = {"type": "integer" if spec.integer else "number"}
-        if spec.low is not None:
-            schema["minimum"] = spec.low
-        if spec.high is not None:
-            schema["maximum"] = spec.high
-        if spec.above is not None:
-            schema["exclusiveMinimum"] = spec.above
-        return _or_reference(schema)
-    if isinstance(spec, ListOf):
-        array: dict[str, Any] = {"type": "array", "items": to_schema(spec.item, f"{path}[]")}
-        if spec.min_len:
-            array["minItems"] = spec.min_len
-        if spec.max_len is not None:
-            array["maxItems"] = spec.max_len
-        if spec.unique:
-            array["uniqueItems"] = True
-        return {"anyOf": [array, to_schema(spec.item, f"{path}[]")]} if spec.single else array
-    if isinstance(spec, FreeMap):
-        schema = {"type": "object"}
-        values = to_schema(spec.values, f"{path}[]")
-        if values:
-            schema["additionalProperties"] = values
-        if spec.max_len is not None:
-            schema["maxProperties"] = spec.max_len
-        return schema
-    if isinstance(spec, Map):
-        return _nullable(spec, _object(path, spec.fields | spec.passthrough, spec.required))
-    if isinstance(spec, Tagged):
-        variants = [
-            _object(path, variant.fields | variant.passthrough, (spec.tag, *variant.required), tag=(spec.tag, name))
-            for name, variant in spec.variants.items()
-        ]
-        return _nullable(spec, {"type": "object", "anyOf": variants})
-    if isinstance(spec, Either):
-        return {"anyOf": [to_schema(option, path) for option in spec.options]}
-    if isinstance(spec, Backend):
-        return _backend(spec, path)
-    raise TypeError(f"{path}: no JSON Schema for {type(spec).__name__}")
+    def shared(self, spec: Spec, path: str) -> dict[str, Any]:
+        schema = {**self.to_schema(spec, path), **_describe(path)}
+        key = (path, json.dumps(schema, sort_keys=True))
+        name = self._names.get(key)
+        if name is None:
+            name = path.replace("[]", ".items")  # [ and ] are not allowed in a URI fragment
+            while name in self.defs:
+                name += "'"
+            self._names[key] = name
+            self.defs[name] = schema
+        return {"$ref": f"#/$defs/{name}"}
+
+    def to_schema(self, spec: Spec, path: str) -> dict[str, Any]:
+        """The JSON Schema of ``spec`` at key path ``path`` (descriptions are added by the caller)."""
+        from voicepipe.profile.schema import Backend
+
+        if isinstance(spec, (Anything, Json)):
+            return {}
+        if isinstance(spec, Bool):
+            return _or_reference({"type": "boolean"})
+        if isinstance(spec, SdkEnum):
+            return _or_reference(_enum(spec.all_values()))
+        if isinstance(spec, Enum):
+            return _or_reference(_enum(spec.values, spec.fold_case))
+        if isinstance(spec, Str):
+            from voicepipe.profile.schema import _OPENAI_VOICE, _bare_voice
+
+            if spec.validator is _bare_voice:
+                return _or_reference(_enum(_OPENAI_VOICE.all_values()))
+            schema: dict[str, Any] = {"type": ["string", "number"] if spec.numbers_as_text else "string"}
+            if spec.non_empty:
+                schema["minLength"] = 1
+            return schema
+        if isinstance(spec, Number):
+            schema = {"type": "integer" if spec.integer else "number"}
+            if spec.low is not None:
+                schema["minimum"] = spec.low
+            if spec.high is not None:
+                schema["maximum"] = spec.high
+            if spec.above is not None:
+                schema["exclusiveMinimum"] = spec.above
+            return _or_reference(schema)
+        if isinstance(spec, ListOf):
+            array: dict[str, Any] = {"type": "array", "items": self.to_schema(spec.item, f"{path}[]")}
+            if spec.min_len:
+                array["minItems"] = spec.min_len
+            if spec.max_len is not None:
+                array["maxItems"] = spec.max_len
+            if spec.unique:
+                array["uniqueItems"] = True
+            return {"anyOf": [array, self.to_schema(spec.item, f"{path}[]")]} if spec.single else array
+        if isinstance(spec, FreeMap):
+            schema = {"type": "object"}
+            values = self.to_schema(spec.values, f"{path}[]")
+            if values:
+                schema["additionalProperties"] = values
+            if spec.max_len is not None:
+                schema["maxProperties"] = spec.max_len
+            return schema
+        if isinstance(spec, Map):
+            return _nullable(spec, self._object(path, spec.fields | spec.passthrough))
+        if isinstance(spec, Tagged):
+            variants = {name: variant.fields | variant.passthrough for name, variant in spec.variants.items()}
+            return _nullable(spec, self._tagged(path, spec.tag, {name: {"const": name} for name in variants}, variants))
+        if isinstance(spec, Either):
+            return {"anyOf": [self.to_schema(option, path) for option in spec.options]}
+        if isinstance(spec, Backend):
+            return self._backend(spec, path)
+        raise TypeError(f"{path}: no JSON Schema for {type(spec).__name__}")
 
 
-def _object(path: str, fields: dict[str, Spec], required: tuple[str, ...] | list[str] = (),
-            tag: Optional[tuple[str, str]] = None) -> dict[str, Any]:
-    properties: dict[str, Any] = {}
-    for key, child in fields.items():
-        if tag is not None and key == tag[0]:
-            properties[key] = {"const": tag[1], **_describe(f"{path}.{key}")}
-        else:
-            properties[key] = {**to_schema(child, f"{path}.{key}"), **_describe(f"{path}.{key}")}
-    schema: dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
-    if required:
-        schema["required"] = list(required)
-    return schema
+    def _object(self, path: str, fields: dict[str, Spec]) -> dict[str, Any]:
+        """A mapping with known keys. Required keys are not required here: a profile that extends
+        another may set a few keys of a mapping its parent started."""
+        properties = {key: {**self.to_schema(child, f"{path}.{key}"), **_describe(f"{path}.{key}")}
+                      for key, child in fields.items()}
+        return {"type": "object", "properties": properties, "additionalProperties": False}
 
+    def _tagged(self, path: str, tag: str, tags: dict[str, dict[str, Any]],
+                variants: dict[str, dict[str, Spec]], *, other: Optional[dict[str, Any]] = None) -> dict[str, Any]:
+        """A mapping whose ``tag`` key picks the variant and so the other keys; without the tag (an
+        override of a parent's mapping), the keys of any variant."""
+        tag_doc = _describe(f"{path}.{tag}")
+        choices: list[dict[str, Any]] = []
+        union: dict[str, list[dict[str, Any]]] = {}
+        for name, fields in variants.items():
+            properties = {tag: {**tags[name], **tag_doc}}
+            for key, child in fields.items():
+                if key != tag:
+                    properties[key] = self.shared(child, f"{path}.{key}")
+                    if properties[key] not in union.setdefault(key, []):
+                        union[key].append(properties[key])
+            choices.append({"properties": properties, "required": [tag], "additionalProperties": False})
+        if other is not None:
+            choices.append(other)
+        untagged = {key: schemas[0] if len(schemas) == 1 else {"anyOf": schemas} for key, schemas in union.items()}
+        choices.append({"properties": untagged, "not": {"required": [tag]}, "additionalProperties": False})
+        return {"type": "object", "anyOf": choices}
 
-def _backend(spec: Any, path: str) -> dict[str, Any]:
-    """``audio.input`` / ``audio.output``: null, a backend name, or a mapping whose ``backend``
-    picks the options (a plugin's backend takes any)."""
-    from voicepipe.profile.schema import _REQUIRED_OPTIONS, BACKEND_OPTIONS, BUILTIN_BACKENDS, NULL_BACKEND_NAMES
+    def _backend(self, spec: Any, path: str) -> dict[str, Any]:
+        """``audio.input`` / ``audio.output``: null, a backend name, or a mapping whose ``backend``
+        picks the options (a plugin's backend takes any)."""
+        from voicepipe.profile.schema import BACKEND_OPTIONS, BUILTIN_BACKENDS, NULL_BACKEND_NAMES
 
-    names = list(BUILTIN_BACKENDS) + sorted(NULL_BACKEND_NAMES - {""})
-    backend_doc = _describe(f"{path}.backend")
-    variants: list[dict[str, Any]] = []
-    for name, options in BACKEND_OPTIONS[spec.direction].items():
-        backend = {"enum": [name, *sorted(NULL_BACKEND_NAMES - {""})] if name == "null" else [name]}
-        variant = _object(path, dict(options), ("backend", *_REQUIRED_OPTIONS.get(name, ())))
-        variant["properties"] = {"backend": {**backend, **backend_doc}, **variant["properties"]}
-        variants.append(variant)
-    variants.append({  # a plugin's backend: its options are its own
-        "type": "object",
-        "properties": {"backend": {"type": "string", "not": {"enum": names}, **backend_doc}},
-        "required": ["backend"],
-    })
-    variants.append({"type": "object", "maxProperties": 0})
-    return {"anyOf": [{"type": "null"}, {"type": "string"}, *variants]}
+        variants = BACKEND_OPTIONS[spec.direction]
+        nulls = sorted(NULL_BACKEND_NAMES - {""})
+        tags = {name: {"enum": [name, *nulls, None] if name == "null" else [name]} for name in variants}
+        plugin = {  # a plugin's backend: its options are its own
+            "properties": {"backend": {"type": "string", "not": {"enum": [*BUILTIN_BACKENDS, *nulls]},
+                                       **_describe(f"{path}.backend")}},
+            "required": ["backend"],
+        }
+        return {"anyOf": [{"type": "null"}, {"type": "string"}, self._tagged(path, "backend", tags, variants, other=plugin)]}
 
 
 def json_schema() -> dict[str, Any]:
@@ -170,8 +196,12 @@ def json_schema() -> dict[str, Any]:
                               {"type": "array", "items": {"type": "string", "minLength": 1}}],
                     **_describe("extends")},
     }
+    builder = _Builder()
     for name, spec in SECTIONS.items():
-        properties[name] = {**to_schema(spec, name), **_describe(name)}
+        section = builder.to_schema(spec, name)
+        if section.get("type") == "object":  # `session:` with nothing under it yet is an empty section
+            section["type"] = ["object", "null"]
+        properties[name] = {**section, **_describe(name)}
     return {
         "$schema": DIALECT,
         "title": "voicepipe profile",
@@ -182,7 +212,8 @@ def json_schema() -> dict[str, Any]:
         "additionalProperties": {"type": ["object", "null"],
                                  "description": "A plugin's own settings (list the plugin under plugins:)."},
         "$defs": {"reference": {"type": "string", "pattern": r"^\$\{[^}]*\}$",
-                                "description": "${VAR} or ${VAR:-default}, from the environment."}},
+                                "description": "${VAR} or ${VAR:-default}, from the environment."},
+                  **builder.defs},
     }
 
 
