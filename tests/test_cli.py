@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from shipped_files import shipped_profiles
 
 from voicepipe.cli import main
 
@@ -58,7 +59,7 @@ def test_version(capsys):
 
 
 def test_validate_every_shipped_profile(capsys):
-    profiles = sorted(str(p) for p in PROFILES.glob("*.yaml") if "scenario" not in p.name)
+    profiles = [str(path) for path in shipped_profiles()]
     assert len(profiles) >= 4
     assert main(["validate", *profiles]) == 0
     out = capsys.readouterr().out

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from shipped_files import shipped_profiles
 
 from voicepipe.connection import is_loopback, resolve_target
 from voicepipe.errors import UsageError
@@ -49,7 +50,9 @@ def test_shipped_profiles_run_by_name_from_any_folder(tmp_path):
     names = [line.split()[0] for line in listed.stdout.splitlines()]
     assert "builtin:demo.yaml" in names and "builtin:ava.yaml" in names
     assert all((ROOT / "profiles" / name.removeprefix("builtin:")).is_file() for name in names)
-    valid = voicepipe("validate", *names, cwd=tmp_path, env={"VOICEPIPE_AGENT": "a", "VOICEPIPE_PROJECT": "p"})
+    shipped = [f"builtin:{path.name}" for path in shipped_profiles()]  # not a profiles/mine.yaml of someone's
+    assert set(shipped) <= set(names)
+    valid = voicepipe("validate", *shipped, cwd=tmp_path, env={"VOICEPIPE_AGENT": "a", "VOICEPIPE_PROJECT": "p"})
     assert valid.returncode == 0, valid.stderr
 
 

@@ -16,6 +16,7 @@ from typing import Any, Iterable
 import pytest
 import yaml
 from fuzzing import fuzz_property, properties, run_randomized
+from shipped_files import shipped_profiles
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
@@ -24,7 +25,7 @@ from voicepipe.errors import ProfileError, UsageError, VoicepipeError
 from voicepipe.profile import load_profile, session_update_payload
 
 ROOT = Path(__file__).resolve().parents[1]
-REAL_PROFILES = sorted((ROOT / "profiles").glob("*.yaml"))
+REAL_PROFILES = shipped_profiles()
 ENVIRON = {"FUZZ_SET": "8765", "FUZZ_EMPTY": ""}
 
 FUZZ = settings(

@@ -20,6 +20,7 @@ examples:
   voicepipe run profiles/ava.yaml --set session.voice.name=en-US-Emma:DragonHDLatestNeural
   voicepipe validate profiles/*.yaml           check profiles without connecting
   voicepipe show profiles/ava.yaml             the session.update that would be sent
+  voicepipe schema -o profile.schema.json      the profile's JSON Schema, for editor completion
   voicepipe replay logs/<run folder>           feed a recorded session through the plugins again
   voicepipe test conversations/                run the conversation tests, offline
   voicepipe report logs/<run folder>           one HTML file: timeline, latency, transcript
@@ -101,6 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     profiles.add_argument("--path", action="store_true", help="print the folder they are in")
 
+    schema = commands.add_parser(
+        "schema", help="print the profile's JSON Schema, for editor completion",
+        description="Print a JSON Schema (draft 2020-12) of a profile, with each key's meaning and default. "
+        "Save it and name it on a profile's first line for completion and checking in editors that use "
+        "the YAML language server: # yaml-language-server: $schema=profile.schema.json",
+    )
+    schema.add_argument("-o", "--output", metavar="FILE", help="write it to FILE instead of printing it")
+
     init = commands.add_parser(
         "init", help="write a starter project: a profile, an example plugin with its test, .env.example",
         description="Write a starter project into DIR (default: the current folder): profiles/my-agent.yaml "
@@ -168,7 +177,7 @@ def _dispatch(handler: Any, args: argparse.Namespace) -> int:
     from voicepipe.errors import ProfileError, VoicepipeError
 
     try:
-        if args.command not in ("init", "profiles", "devices"):
+        if args.command not in ("init", "profiles", "devices", "schema"):
             _read_dotenv()
         return handler(args)
     except ProfileError as exc:
@@ -401,6 +410,23 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     width = max(len(name) for name in names)
     for name in names:
         print(f"builtin:{name:<{width}}  {shipped.describe(name)}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from voicepipe.errors import UsageError
+    from voicepipe.profile.editorschema import schema_text
+
+    text = schema_text()
+    if args.output is None:
+        sys.stdout.write(text)
+        return 0
+    try:
+        with open(args.output, "w", encoding="utf-8") as file:
+            file.write(text)
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
 

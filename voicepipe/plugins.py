@@ -1,6 +1,7 @@
 """Finding, loading and checking plugins.
 
-Load order: the built-ins (less those the profile disables), installed plugins (entry-point group
+Load order: the built-ins (less those the profile disables: ``disable:``, or ``enabled: false`` in
+the built-in's section), installed plugins (entry-point group
 ``voicepipe``; ``VOICEPIPE_DISABLE_PLUGIN_AUTOLOAD=1`` skips them), then the profile's ``plugins:``
 list. Every function named ``voicepipe_*`` in a plugin is taken as a hook implementation, marked or
 not, so that a misspelt hook name fails loudly instead of being silently dead.
@@ -156,7 +157,7 @@ def load_plugin_set(
         taken.add(name)
         plugins.entries.append((name, plugin, source))
 
-    disabled = set(without) | (set(profile.disable) if profile is not None else set())
+    disabled = set(without) | (set(profile.disable) if profile is not None else set()) | _switched_off(profile)
     for name, module_name in BUILTINS.items():
         if name in disabled:
             continue
@@ -175,6 +176,14 @@ def load_plugin_set(
             if tools:  # the module's @voicepipe.tool functions
                 add(f"{name}.tools", TypedToolsPlugin(tools), source)
     return plugins
+
+
+def _switched_off(profile: Optional[Profile]) -> set[str]:
+    """Built-ins whose section says ``enabled: false`` (``transcript: {enabled: false}``)."""
+    section = getattr(profile, "section", None)
+    if section is None:
+        return set()
+    return {name for name in BUILTINS if section(name).get("enabled") is False}
 
 
 def make_plugin_manager(

@@ -104,13 +104,17 @@ def describe(name: str) -> str:
 
 def init_project(folder: Path, *, force: bool = False) -> list[Path]:
     """Write a starter project into ``folder``: a profile, the example plugin with its test,
-    ``.env.example``. Refuses to overwrite a file unless ``force``; returns what it wrote."""
+    ``.env.example``, the profile's JSON Schema for editors. Refuses to overwrite a file unless
+    ``force``; returns what it wrote."""
+    from voicepipe.profile.editorschema import schema_text
+
     files = {
         Path("profiles/my-agent.yaml"): STARTER_PROFILE,
         Path("plugins/keyword_alert.py"): (root() / "plugins" / "keyword_alert.py").read_text(encoding="utf-8"),
         Path("tests/test_keyword_alert.py"): STARTER_TEST,
         Path(".env.example"): ENV_EXAMPLE,
         Path(".gitignore"): GITIGNORE,
+        Path("profile.schema.json"): schema_text(),  # named on the starter profile's first line
     }
     existing = [str(folder / name) for name in files if (folder / name).exists()]
     if existing and not force:

@@ -32,8 +32,11 @@ from voicepipe.profile.spec import (
     Tagged,
     did_you_mean,
 )
+from voicepipe.profile.sdkenums import SdkEnum
 
-# -- enums (from azure.ai.voicelive.models._enums and the service documentation) -----------------
+# -- enums -----------------------------------------------------------------------------------------
+# Built-in copies of azure.ai.voicelive.models' enums (and values from the service documentation the
+# SDK lacks); a value not in them is looked up in the installed SDK (voicepipe.profile.sdkenums).
 
 MODALITIES = ["text", "audio", "animation", "avatar"]
 INPUT_AUDIO_FORMATS = ["pcm16", "g711_ulaw", "g711_alaw"]
@@ -154,14 +157,19 @@ def _azure_voice(**fields: Spec) -> Map:
     return Map({**fields, **common}, required=tuple(fields))
 
 
+_OPENAI_VOICE = SdkEnum(OPENAI_VOICES, "OpenAIVoiceName")
+_PERSONAL_MODEL = SdkEnum(PERSONAL_VOICE_MODELS, "PersonalVoiceModels")
+
+
 def _bare_voice(name: str) -> Optional[str]:
-    if name in OPENAI_VOICES:
+    if _OPENAI_VOICE.is_known(name):
         return None
     if "-" in name:
         return f"an Azure voice is a mapping: {{name: {name}, type: azure-standard}}"
-    close = did_you_mean(name, OPENAI_VOICES)
+    voices = [str(voice) for voice in _OPENAI_VOICE.all_values()]
+    close = did_you_mean(name, voices)
     hint = f" (did you mean {close!r}?)" if close else ""
-    return f"expected an OpenAI voice name ({', '.join(OPENAI_VOICES)}) or a mapping with a type, got {show(name)}{hint}"
+    return f"expected an OpenAI voice name ({', '.join(voices)}) or a mapping with a type, got {show(name)}{hint}"
 
 
 VOICE = Either(
@@ -170,10 +178,10 @@ VOICE = Either(
         {
             "azure-standard": _azure_voice(name=Str(non_empty=True)),
             "azure-custom": _azure_voice(name=Str(non_empty=True), endpoint_id=Str(non_empty=True)),
-            "azure-personal": _azure_voice(name=Str(non_empty=True), model=Enum(PERSONAL_VOICE_MODELS)),
-            "avatar-voice-sync": _azure_voice(model=Enum(PERSONAL_VOICE_MODELS)),
-            "azure-realtime-native": Map({"name": Enum(REALTIME_NATIVE_VOICES)}, required=("name",)),
-            "openai": Map({"name": Enum(OPENAI_VOICES)}, required=("name",)),
+            "azure-personal": _azure_voice(name=Str(non_empty=True), model=_PERSONAL_MODEL),
+            "avatar-voice-sync": _azure_voice(model=_PERSONAL_MODEL),
+            "azure-realtime-native": Map({"name": SdkEnum(REALTIME_NATIVE_VOICES, "AzureRealtimeNativeVoiceName")}, required=("name",)),
+            "openai": Map({"name": _OPENAI_VOICE}, required=("name",)),
         }
     ),
     what="a voice name or a mapping with a type",
@@ -184,7 +192,7 @@ VOICE = Either(
 
 def _eou() -> Map:
     return Map(
-        {"threshold_level": Enum(["low", "medium", "high", "default"]), "timeout_ms": Int(0)},
+        {"threshold_level": SdkEnum(["low", "medium", "high", "default"], "EouThresholdLevel"), "timeout_ms": Int(0)},
         # sent by the quickstart, accepted by the service, missing from the SDK model
         passthrough={"threshold": Number(0, 1), "timeout": Number(0, unit="of seconds")},
     )
@@ -266,7 +274,7 @@ def _echo_checks(result: dict, node: Node, path: KeyPath, v: Check) -> None:
 ECHO_CANCELLATION = Map(
     {
         "type": Enum(["server_echo_cancellation"]),
-        "reference_source": Enum(["server", "client"]),
+        "reference_source": SdkEnum(["server", "client"], "EchoCancellationReferenceSource"),
         "channels": Enum([1, 2]),
     },
     nullable=True,
@@ -313,7 +321,7 @@ TOOL = Tagged(
                 "headers": FreeMap(Str(secret=True, numbers_as_text=True)),
                 "allowed_tools": ListOf(Str(non_empty=True)),
                 "require_approval": Either(
-                    Enum(["never", "always"]),
+                    SdkEnum(["never", "always"], "MCPApprovalType"),
                     Map({"never": ListOf(Str()), "always": ListOf(Str())}),
                 ),
             },
@@ -323,13 +331,13 @@ TOOL = Tagged(
 )
 
 TOOL_CHOICE = Either(
-    Enum(["auto", "none", "required"]),
+    SdkEnum(["auto", "none", "required"], "ToolChoiceLiteral"),
     Tagged({"function": Map({"name": Str(non_empty=True)}, required=("name",))}),
 )
 
 
 def _interim(**fields: Spec) -> Map:
-    return Map({"triggers": ListOf(Enum(["latency", "tool"]), unique=True), "latency_threshold_ms": Int(0), **fields})
+    return Map({"triggers": ListOf(SdkEnum(["latency", "tool"], "InterimResponseTrigger"), unique=True), "latency_threshold_ms": Int(0), **fields})
 
 
 INTERIM_RESPONSE = Tagged(
@@ -345,10 +353,10 @@ _PAIR = ListOf(Int(0), min_len=2, max_len=2)
 
 AVATAR = Map(
     {
-        "type": Enum(["video-avatar", "photo-avatar"]),
+        "type": SdkEnum(["video-avatar", "photo-avatar"], "AvatarConfigTypes"),
         "character": Str(non_empty=True),
         "style": Str(),
-        "model": Enum(["vasa-1"]),
+        "model": SdkEnum(["vasa-1"], "PhotoAvatarBaseModes"),
         "customized": Bool(),
         "ice_servers": ListOf(
             Map({"urls": ListOf(Str(), single=True), "username": Str(), "credential": Str(secret=True)},
@@ -366,13 +374,13 @@ AVATAR = Map(
         ),
         "scene": Map({key: Number() for key in ("zoom", "position_x", "position_y", "rotation_x", "rotation_y",
                                                 "rotation_z", "amplitude")}),
-        "output_protocol": Enum(["webrtc", "websocket"]),
+        "output_protocol": SdkEnum(["webrtc", "websocket"], "AvatarOutputProtocol"),
         "output_audit_audio": Bool(),
     },
     required=("character",),
 )
 
-ANIMATION = Map({"model_name": Str(), "outputs": ListOf(Enum(["blendshapes", "viseme_id"]), unique=True)})
+ANIMATION = Map({"model_name": Str(), "outputs": ListOf(SdkEnum(["blendshapes", "viseme_id"], "AnimationOutputType"), unique=True)})
 
 # -- session ---------------------------------------------------------------------------------------
 
@@ -394,24 +402,24 @@ SESSION = Map(
     {
         "model": Str(non_empty=True),
         "instructions": Str(),
-        "modalities": ListOf(Enum(MODALITIES), min_len=1, unique=True),
+        "modalities": ListOf(SdkEnum(MODALITIES, "Modality"), min_len=1, unique=True),
         "voice": VOICE,
-        "input_audio_format": Enum(INPUT_AUDIO_FORMATS),
+        "input_audio_format": SdkEnum(INPUT_AUDIO_FORMATS, "InputAudioFormat"),
         "input_audio_sampling_rate": Enum(SAMPLING_RATES),
-        "output_audio_format": Enum(OUTPUT_AUDIO_FORMATS),
+        "output_audio_format": SdkEnum(OUTPUT_AUDIO_FORMATS, "OutputAudioFormat"),
         "turn_detection": TURN_DETECTION,
         "input_audio_noise_reduction": NOISE_REDUCTION,
         "input_audio_echo_cancellation": ECHO_CANCELLATION,
         "input_audio_transcription": TRANSCRIPTION,
-        "output_audio_timestamp_types": ListOf(Enum(["word"]), unique=True),
+        "output_audio_timestamp_types": ListOf(SdkEnum(["word"], "AudioTimestampType"), unique=True),
         "tools": ListOf(TOOL),
         "tool_choice": TOOL_CHOICE,
         "parallel_tool_calls": Bool(),
         "temperature": Number(0, 2),
         "max_response_output_tokens": Either(Int(1, 4096), Enum(["inf"]), what="an integer from 1 to 4096 or 'inf'"),
-        "reasoning_effort": Enum(REASONING_EFFORTS),
+        "reasoning_effort": SdkEnum(REASONING_EFFORTS, "ReasoningEffort"),
         "interim_response": INTERIM_RESPONSE,
-        "include": ListOf(Enum(INCLUDE_OPTIONS), unique=True),
+        "include": ListOf(SdkEnum(INCLUDE_OPTIONS, "SessionIncludeOption"), unique=True),
         "metadata": FreeMap(Str(numbers_as_text=True), max_len=16, what="a mapping of up to 16 strings"),
         "animation": ANIMATION,
         "avatar": AVATAR,
