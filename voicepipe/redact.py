@@ -61,7 +61,7 @@ _SHAPES = [
     r"(?P<p1>\b(?:Bearer|bearer|BEARER)\s+)(?P<v1>[A-Za-z0-9\-._~+/]{8,}=*)",
     # api-key: value, "api-key": "value", api_key=value, password: value …
     r"(?P<p2>(?i:\b(?:x-)?api[-_]?key|\bocp-apim-subscription-key|\bauthorization|\bclient[-_]?secret|\bpassword"
-    r"|\bpasswd)[\"']?\s*[:=]\s*[\"']?(?i:(?:bearer|basic)\s+)?)(?P<v2>[^\s\"'&,;}\])]+)",
+    r"|\bpasswd)[\"']?\s*[:=]\s*[\"']?(?i:(?:bearer|basic)\s+)?)(?P<v2>[^\s\"'&,;{}\[\])]+)",
     # ?api-key=…&access_token=…&sig=… in URLs
     r"(?P<p3>[?&;](?i:api[-_]?key|key|access[-_]?token|agent[-_]access[-_]token|token|sig|signature|code"
     r"|client[-_]secret|password)=)(?P<v3>[^&\s\"'#<>]+)",

@@ -54,8 +54,14 @@ DOCS: dict[str, tuple[str, str]] = {
     "connection.reconnect": (NOT_SET, "What to do when the connection drops (any close but a normal one): connect "
                                       "again with exponential backoff and jitter, send the session again and "
                                       "re-seed the conversation."),
-    "connection.reconnect.attempts": ("5", "Connection attempts after a drop before the session fails (exit "
-                                           "code 1); 0 turns reconnecting off."),
+    "connection.reconnect.attempts": ("5", "Connection attempts within `window_s` before the session fails "
+                                           "(exit code 1); 0 turns reconnecting off."),
+    "connection.reconnect.window_s": ("300", "Seconds an attempt counts against `attempts`: a connection that "
+                                             "keeps failing soon after it is configured still runs out of attempts, "
+                                             "and the backoff grows with each attempt in the window."),
+    "connection.response_timeout_s": ("30", "A response in progress from which no server event arrives for this "
+                                            "many seconds is taken for a lost connection (a stalled server that "
+                                            "still answers pings)."),
     "connection.reconnect.initial_delay_s": ("0.5", "Seconds before the first attempt; the delay doubles each "
                                                     "attempt up to `max_delay_s`, drawn from its upper half."),
     "connection.reconnect.max_delay_s": ("15", "The longest delay between two attempts, in seconds."),
@@ -323,6 +329,26 @@ DOCS: dict[str, tuple[str, str]] = {
                                                       "overrides it)."),
     "runtime.slow_hook_ms": ("50", "A plugin hook slower than this many milliseconds is logged."),
     "runtime.max_plugin_errors": ("20", "A plugin that raises this many times is disabled with a warning."),
+    "runtime.hook_timeout_s": ("5", "An awaitable a hook returns is cancelled after this many seconds and counted "
+                                    "as its plugin's error (do slow work with `ctx.spawn`)."),
+    "report": (NOT_SET, "`report.html` in the run folder at the end of `voicepipe run`: the conversation's "
+                        "timeline, latency and transcript."),
+    "report.enabled": ("true", "false writes no `report.html` (`voicepipe report RUN_FOLDER` makes one later)."),
+    "serve": (NOT_SET, "How `voicepipe serve` offers this profile to callers."),
+    "serve.max_sessions": ("20", "This profile's sessions at once in one process; a caller beyond it is refused "
+                                 "with 503 (`--max-sessions` caps the whole process)."),
+    "serve.drain_timeout_s": ("30", "On SIGTERM, how long sessions in progress may go on before they are ended "
+                                    "(with complete files)."),
+    "serve.allowed_origins": ("the server's own origin only", "Origins of browser pages allowed to open a media "
+                                                              "connection besides the server's own; `*` allows any."),
+    "serve.auth": ("`token`", "`token`: callers present the token held in `token_env`; `none`: anyone may start a "
+                              "session (a paid endpoint then costs whatever strangers use)."),
+    "serve.token_env": ("`VOICEPIPE_SERVE_TOKEN`", "The environment variable holding the callers' token (the token "
+                                                   "itself is never written in a profile)."),
+    "serve.max_message_rate": ("200", "WebSocket messages a second a caller may send (bursts of up to 2 s of it); "
+                                      "beyond it the connection is closed."),
+    "serve.max_message_bytes": ("262144", "The largest WebSocket message a caller may send; a larger one closes "
+                                          "the connection."),
     "console": (NOT_SET, "The built-in console plugin: the conversation in the terminal."),
     "console.quiet": ("false", "Print only each turn's final words (`--quiet` sets it)."),
     "transcript": (NOT_SET, "The built-in transcript plugin: `transcript.txt` and `transcript.jsonl`."),
