@@ -1,4 +1,4 @@
-"""Run the six benchmarks, print one table, and update BENCHMARKS.md.
+"""Run the benchmarks, print one table, and update BENCHMARKS.md.
 
     ./dev bench                         # = .venv/bin/python -m benchmarks
     python -m benchmarks --quick        # tiny sizes, to check that everything runs (BENCHMARKS.md untouched)
@@ -28,16 +28,17 @@ COMMAND = "./dev bench"
 COMMAND_EXPANDED = ".venv/bin/python -m benchmarks"
 START_MARK = "<!-- benchmark results: start (written by python -m benchmarks) -->"
 END_MARK = "<!-- benchmark results: end -->"
-NAMES = ("overhead", "barge-in", "playout", "memory", "concurrency", "start-up")
+NAMES = ("overhead", "microphone", "barge-in", "playout", "memory", "concurrency", "start-up")
 
 
 def _sizes(quick: bool) -> dict[str, Callable[[], list[dict]]]:
     """Benchmark name -> a call that runs it at the full or the quick size."""
-    from benchmarks import bargein, concurrency, memory, overhead, playout, startup
+    from benchmarks import bargein, concurrency, memory, microphone, overhead, playout, startup
 
     if quick:
         return {
             "overhead": lambda: overhead.run(turns=2, rounds=2, breakdown=False),
+            "microphone": lambda: microphone.run(seconds=0.5, rounds=1),
             "barge-in": lambda: bargein.run(iterations=20, device_iterations=3),
             "playout": lambda: playout.run(responses=4, deltas=10),
             "memory": lambda: memory.run(minutes=1.0, warm_up_minutes=0.25),
@@ -46,6 +47,7 @@ def _sizes(quick: bool) -> dict[str, Callable[[], list[dict]]]:
         }
     return {
         "overhead": lambda: overhead.run(),
+        "microphone": lambda: microphone.run(),
         "barge-in": lambda: bargein.run(),
         "playout": lambda: playout.run(),
         "memory": lambda: memory.run(),
@@ -205,6 +207,10 @@ ABOUT = """
    it, no growing delivery lag.
 6. **Start-up** (`benchmarks/startup.py`): `voicepipe --help` and `voicepipe validate` against
    `python -c pass`.
+7. **Microphone** (`benchmarks/microphone.py`): client CPU per second of audio sent, a session
+   with every built-in plugin sending the `null` microphone (silence in real time, so no answer
+   comes) in 20 ms chunks against 100 ms chunks, runs alternating, the ratio the median over the
+   pairs.
 """
 
 

@@ -48,12 +48,19 @@ def case(rows, name):
     return matching[0]
 
 
-def test_all_six_benchmarks_report_without_errors(quick):
+def test_every_benchmark_reports_without_errors(quick):
     assert {row["benchmark"] for row in quick["rows"]} == set(NAMES)
     assert [row for row in quick["rows"] if row.get("error")] == []
     for row in quick["rows"]:
         assert row["case"] and result_text(row)
         assert row.get("passed") in (True, False, None)
+
+
+def test_the_microphone_rows_compare_20_ms_with_100_ms_chunks(quick):
+    rows = rows_of(quick, "microphone")
+    base, small = case(rows, "100 ms chunks"), case(rows, "20 ms chunks")
+    assert base["ratio"] == 1.0 and base["ms_cpu_per_audio_s"] > 0 and small["ms_cpu_per_audio_s"] > 0
+    assert small["ratio"] > 0 and small["passed"] in (True, False)
 
 
 def test_overhead_rows_compare_the_same_stream(quick):

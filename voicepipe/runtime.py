@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Mapping, Optional, Sequence
 
+from voicepipe.clientevents import AudioAppend, FrameSender
 from voicepipe.connection import Target, connect, open_credential, resolve_target
 from voicepipe.errors import SessionError, UsageError
 from voicepipe.eventshape import malformed
@@ -46,6 +47,7 @@ class _Link:
 
     def __init__(self, connection: Any, stack: contextlib.AsyncExitStack):
         self.connection = connection
+        self.sender = FrameSender(connection)
         self.stack = stack
         self.queue: asyncio.Queue = asyncio.Queue()
         self.ready = asyncio.Event()  # session.updated received
@@ -97,7 +99,8 @@ class SessionRunner:
     # -- what plugins and controls call ----------------------------------------------------------
 
     def _enqueue(self, event: Any) -> None:
-        if type(event) is not dict:  # the usual case first: isinstance(x, typing.Mapping) is slow
+        # the usual cases first: isinstance(x, typing.Mapping) is slow
+        if type(event) is not dict and type(event) is not AudioAppend:
             if not isinstance(event, Mapping):
                 event = event.as_dict()  # an SDK ClientEvent model
             elif not isinstance(event, dict):
@@ -386,13 +389,14 @@ class SessionRunner:
 
         freeze_startup_heap()  # the first connection is open: what is alive now is here for good
         client_event = self.pipeline.client_event
+        send = link.sender.send  # connection.send, or the append's frame as text (clientevents)
         while True:
             event = await link.queue.get()
             if event is _CLOSE:
                 return
             client_event(event)
             try:
-                await link.connection.send(event)
+                await send(event)
             except ConnectionError as exc:
                 self.log.warning("send_failed", event_type=event.get("type"), error=str(exc))
                 self._connection_dropped(None, str(exc))
