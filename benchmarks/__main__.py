@@ -142,8 +142,8 @@ def details(rows: list[dict]) -> list[str]:
         if row.get("top"):
             lines.append(f"- memory, largest live allocations made after warm-up: {'; '.join(row['top'])}")
     if any(row.get("benchmark") == "start-up" for row in rows) and os.environ.get("PYTHONDONTWRITEBYTECODE"):
-        lines.append("- start-up: PYTHONDONTWRITEBYTECODE was set, so every start compiled voicepipe from source "
-                     "(no .pyc caches, as an installed package would have)")
+        lines.append("- start-up: PYTHONDONTWRITEBYTECODE was set here and removed for the measured commands, "
+                     "so that they run with byte-code caches as an installed package does")
     return lines
 
 

@@ -49,7 +49,6 @@ The live state is ``ctx.stash["audio"]`` (an :class:`AudioSession`: ``input``, `
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import contextlib
@@ -62,7 +61,10 @@ import voicepipe
 from voicepipe.audio.pcm import LazyPCM
 from voicepipe.clientevents import AudioAppend
 from voicepipe.errors import UsageError
+from voicepipe.lazyimport import lazy_module
 from voicepipe.pipeline import event_fields
+
+asyncio = lazy_module("asyncio", globals())  # only a session needs it: `validate` stays fast
 
 STASH_KEY = "audio"
 BUILTIN_BACKENDS = ("pyaudio", "sounddevice", "wav", "null")

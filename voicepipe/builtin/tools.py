@@ -13,7 +13,6 @@ meanwhile) is still in progress.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 import threading
@@ -22,7 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from voicepipe import hookimpl
+from voicepipe.lazyimport import lazy_module
 from voicepipe.pipeline import event_fields
+
+asyncio = lazy_module("asyncio", globals())  # only a session needs it: `validate` stays fast
 
 _STATE = "tools"
 
