@@ -28,17 +28,18 @@ COMMAND = "./dev bench"
 COMMAND_EXPANDED = ".venv/bin/python -m benchmarks"
 START_MARK = "<!-- benchmark results: start (written by python -m benchmarks) -->"
 END_MARK = "<!-- benchmark results: end -->"
-NAMES = ("overhead", "microphone", "barge-in", "playout", "memory", "concurrency", "start-up")
+NAMES = ("overhead", "microphone", "conversation", "barge-in", "playout", "memory", "concurrency", "start-up")
 
 
 def _sizes(quick: bool) -> dict[str, Callable[[], list[dict]]]:
     """Benchmark name -> a call that runs it at the full or the quick size."""
-    from benchmarks import bargein, concurrency, memory, microphone, overhead, playout, startup
+    from benchmarks import bargein, concurrency, conversation, memory, microphone, overhead, playout, startup
 
     if quick:
         return {
             "overhead": lambda: overhead.run(turns=2, rounds=2, breakdown=False),
             "microphone": lambda: microphone.run(seconds=0.5, rounds=1),
+            "conversation": lambda: conversation.run(turns=1, turn_s=3.0, rounds=1),
             "barge-in": lambda: bargein.run(iterations=20, device_iterations=3),
             "playout": lambda: playout.run(responses=4, deltas=10),
             "memory": lambda: memory.run(minutes=1.0, warm_up_minutes=0.25),
@@ -48,6 +49,7 @@ def _sizes(quick: bool) -> dict[str, Callable[[], list[dict]]]:
     return {
         "overhead": lambda: overhead.run(),
         "microphone": lambda: microphone.run(),
+        "conversation": lambda: conversation.run(),
         "barge-in": lambda: bargein.run(),
         "playout": lambda: playout.run(),
         "memory": lambda: memory.run(),
@@ -211,6 +213,15 @@ ABOUT = """
    with every built-in plugin sending the `null` microphone (silence in real time, so no answer
    comes) in 20 ms chunks against 100 ms chunks, runs alternating, the ratio the median over the
    pairs.
+8. **Conversation** (`benchmarks/conversation.py`): client CPU for a spoken conversation at
+   real-time pacing (20 ms microphone chunks, server VAD, answers on the `null` output's clock),
+   voicepipe against a bare SDK loop doing the same (paced appends, `recv()`, base64 decode of the
+   answers), and LiveKit Agents' Azure `RealtimeModel` and Pipecat's Voice Live service as peer
+   rows when the Python named by `VOICEPIPE_BENCH_LIVEKIT_PYTHON` / `VOICEPIPE_BENCH_PIPECAT_PYTHON`
+   (default: this one) can import them; otherwise they are skipped with a message. They are not
+   dependencies of voicepipe or its tests: `python -m venv /tmp/lk && /tmp/lk/bin/pip install
+   "livekit-agents" "livekit-plugins-azure[realtime]"`, `python -m venv /tmp/pc && /tmp/pc/bin/pip
+   install "pipecat-ai[azure]"`, then set the two variables to their `bin/python`.
 """
 
 

@@ -63,6 +63,16 @@ def test_the_microphone_rows_compare_20_ms_with_100_ms_chunks(quick):
     assert small["ratio"] > 0 and small["passed"] in (True, False)
 
 
+def test_the_conversation_rows_pair_voicepipe_with_the_bare_loop_and_name_the_peers(quick):
+    rows = rows_of(quick, "conversation")
+    assert case(rows, "bare SDK loop")["ratio"] == 1.0
+    for name in ("voicepipe, all built-ins, null output, 20 ms", "voicepipe, all built-ins, null output, 100 ms"):
+        assert case(rows, name)["ratio"] > 0 and case(rows, name)["cpu_s"] > 0
+    for peer in ("LiveKit", "Pipecat"):
+        row = case(rows, peer)
+        assert row.get("skipped") and "VOICEPIPE_BENCH_" in row["result"] or row["ratio"] > 0
+
+
 def test_overhead_rows_compare_the_same_stream(quick):
     rows = rows_of(quick, "overhead")
     bare = case(rows, "bare SDK recv() loop")
