@@ -28,16 +28,22 @@ COMMAND = "./dev bench"
 COMMAND_EXPANDED = ".venv/bin/python -m benchmarks"
 START_MARK = "<!-- benchmark results: start (written by python -m benchmarks) -->"
 END_MARK = "<!-- benchmark results: end -->"
-NAMES = ("overhead", "barge-in", "playout", "memory", "concurrency", "start-up", "conversations")
+NAMES = (
+    "overhead", "microphone", "conversation", "barge-in", "playout", "memory", "concurrency", "start-up", "conversations"
+)
 
 
 def _sizes(quick: bool) -> dict[str, Callable[[], list[dict]]]:
     """Benchmark name -> a call that runs it at the full or the quick size."""
-    from benchmarks import bargein, concurrency, conversations, memory, overhead, playout, startup
+    from benchmarks import (
+        bargein, concurrency, conversation, conversations, memory, microphone, overhead, playout, startup,
+    )
 
     if quick:
         return {
             "overhead": lambda: overhead.run(turns=2, rounds=2, breakdown=False),
+            "microphone": lambda: microphone.run(seconds=0.5, rounds=1),
+            "conversation": lambda: conversation.run(turns=1, turn_s=3.0, rounds=1),
             "barge-in": lambda: bargein.run(iterations=20, device_iterations=3),
             "playout": lambda: playout.run(responses=4, deltas=10),
             "memory": lambda: memory.run(minutes=1.0, warm_up_minutes=0.25),
@@ -47,6 +53,8 @@ def _sizes(quick: bool) -> dict[str, Callable[[], list[dict]]]:
         }
     return {
         "overhead": lambda: overhead.run(),
+        "microphone": lambda: microphone.run(),
+        "conversation": lambda: conversation.run(),
         "barge-in": lambda: bargein.run(),
         "playout": lambda: playout.run(),
         "memory": lambda: memory.run(),
@@ -142,8 +150,8 @@ def details(rows: list[dict]) -> list[str]:
         if row.get("top"):
             lines.append(f"- memory, largest live allocations made after warm-up: {'; '.join(row['top'])}")
     if any(row.get("benchmark") == "start-up" for row in rows) and os.environ.get("PYTHONDONTWRITEBYTECODE"):
-        lines.append("- start-up: PYTHONDONTWRITEBYTECODE was set, so every start compiled voicepipe from source "
-                     "(no .pyc caches, as an installed package would have)")
+        lines.append("- start-up: PYTHONDONTWRITEBYTECODE was set here and removed for the measured commands, "
+                     "so that they run with byte-code caches as an installed package does")
     return lines
 
 
@@ -207,6 +215,19 @@ ABOUT = """
    it, no growing delivery lag.
 6. **Start-up** (`benchmarks/startup.py`): `voicepipe --help` and `voicepipe validate` against
    `python -c pass`.
+7. **Microphone** (`benchmarks/microphone.py`): client CPU per second of audio sent, a session
+   with every built-in plugin sending the `null` microphone (silence in real time, so no answer
+   comes) in 20 ms chunks against 100 ms chunks, runs alternating, the ratio the median over the
+   pairs.
+8. **Conversation** (`benchmarks/conversation.py`): client CPU for a spoken conversation at
+   real-time pacing (20 ms microphone chunks, server VAD, answers on the `null` output's clock),
+   voicepipe against a bare SDK loop doing the same (paced appends, `recv()`, base64 decode of the
+   answers), and LiveKit Agents' Azure `RealtimeModel` and Pipecat's Voice Live service as peer
+   rows when the Python named by `VOICEPIPE_BENCH_LIVEKIT_PYTHON` / `VOICEPIPE_BENCH_PIPECAT_PYTHON`
+   (default: this one) can import them; otherwise they are skipped with a message. They are not
+   dependencies of voicepipe or its tests: `python -m venv /tmp/lk && /tmp/lk/bin/pip install
+   "livekit-agents" "livekit-plugins-azure[realtime]"`, `python -m venv /tmp/pc && /tmp/pc/bin/pip
+   install "pipecat-ai[azure]"`, then set the two variables to their `bin/python`.
 """
 
 

@@ -50,12 +50,29 @@ def case(rows, name):
     return matching[0]
 
 
-def test_all_benchmarks_report_without_errors(quick):
+def test_every_benchmark_reports_without_errors(quick):
     assert {row["benchmark"] for row in quick["rows"]} == set(NAMES)
     assert [row for row in quick["rows"] if row.get("error")] == []
     for row in quick["rows"]:
         assert row["case"] and result_text(row)
         assert row.get("passed") in (True, False, None)
+
+
+def test_the_microphone_rows_compare_20_ms_with_100_ms_chunks(quick):
+    rows = rows_of(quick, "microphone")
+    base, small = case(rows, "100 ms chunks"), case(rows, "20 ms chunks")
+    assert base["ratio"] == 1.0 and base["ms_cpu_per_audio_s"] > 0 and small["ms_cpu_per_audio_s"] > 0
+    assert small["ratio"] > 0 and small["passed"] in (True, False)
+
+
+def test_the_conversation_rows_pair_voicepipe_with_the_bare_loop_and_name_the_peers(quick):
+    rows = rows_of(quick, "conversation")
+    assert case(rows, "bare SDK loop")["ratio"] == 1.0
+    for name in ("voicepipe, all built-ins, null output, 20 ms", "voicepipe, all built-ins, null output, 100 ms"):
+        assert case(rows, name)["ratio"] > 0 and case(rows, name)["cpu_s"] > 0
+    for peer in ("LiveKit", "Pipecat"):
+        row = case(rows, peer)
+        assert row.get("skipped") and "VOICEPIPE_BENCH_" in row["result"] or row["ratio"] > 0
 
 
 def test_overhead_rows_compare_the_same_stream(quick):

@@ -51,6 +51,64 @@ def test_cli_start_up_imports_nothing_heavy():
     assert result.stdout.strip() == "[]"
 
 
+#: what `voicepipe validate` has no use for: a session's modules (asyncio brings ssl and
+#: concurrent.futures), entry-point discovery's (importlib.metadata brings email, zipfile, csv)
+#: when no installed distribution declares voicepipe plugins, the SDK, audio and logging libraries
+VALIDATE_NEVER_IMPORTS = ("asyncio", "ssl", "concurrent.futures", "email", "zipfile", "csv", "azure", "aiohttp",
+                          "numpy", "soxr", "sounddevice", "pyaudio", "structlog", "jsonschema", "dotenv")
+
+
+def modules_after(args: list, extra_path: str = "") -> set:
+    code = (
+        "import sys, runpy\n"
+        f"sys.path[:0] = [p for p in [{extra_path!r}] if p]\n"
+        f"sys.argv = ['voicepipe', *{args!r}]\n"
+        "try:\n    runpy.run_module('voicepipe', run_name='__main__')\n"
+        "except SystemExit as exit:\n    assert not exit.code, exit.code\n"
+        "print(' '.join(sorted(sys.modules)), file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                            env={**os.environ, "VOICEPIPE_DISABLE_PLUGIN_AUTOLOAD": ""})
+    assert result.returncode == 0, result.stderr[-2000:]
+    return set(result.stderr.split())
+
+
+def test_validate_imports_only_what_validating_needs():
+    from voicepipe.plugins import ENTRY_POINT_GROUP, _may_declare_entry_points
+
+    loaded = modules_after(["validate", str(PROFILES / "ava.yaml")])
+    heavy = {name for name in VALIDATE_NEVER_IMPORTS if any(m == name or m.startswith(name + ".") for m in loaded)}
+    assert heavy == set(), f"voicepipe validate imported {sorted(heavy)}"
+    assert {"voicepipe.builtin.audio", "voicepipe.builtin.recorder", "yaml", "pluggy"} <= loaded  # it did validate
+    if not _may_declare_entry_points(ENTRY_POINT_GROUP):  # an installed voicepipe plugin needs the real lookup
+        assert "importlib.metadata" not in loaded
+
+
+def test_an_installed_plugin_is_still_found_without_importlib_metadata_imported_up_front(tmp_path):
+    (tmp_path / "vp_installed_plugin.py").write_text("import sys\ndef voicepipe_session_end(ctx, reason):\n    pass\n")
+    dist = tmp_path / "vp_installed_plugin-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: vp-installed-plugin\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[console_scripts]\nx = y:z\n\n[voicepipe]\ninstalled = vp_installed_plugin\n")
+    loaded = modules_after(["validate", str(PROFILES / "ava.yaml")], extra_path=str(tmp_path))
+    assert "vp_installed_plugin" in loaded and "importlib.metadata" in loaded
+
+
+def test_the_entry_point_pre_check_reads_sections_not_words(tmp_path, monkeypatch):
+    from voicepipe.plugins import _may_declare_entry_points
+
+    dist = tmp_path / "other-1.0.dist-info"
+    dist.mkdir()
+    (dist / "entry_points.txt").write_text("[console_scripts]\nvoicepipe = voicepipe.cli:main\n")
+    monkeypatch.setattr(sys, "path", [str(tmp_path)])
+    assert not _may_declare_entry_points("voicepipe")
+    (dist / "entry_points.txt").write_text("[console_scripts]\nx = y:z\n[ voicepipe ]\nmine = mine\n")
+    assert _may_declare_entry_points("voicepipe")
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "plugins.zip")])
+    (tmp_path / "plugins.zip").write_bytes(b"PK")
+    assert _may_declare_entry_points("voicepipe")  # a zip on the path: ask importlib.metadata
+
+
 def test_version(capsys):
     with pytest.raises(SystemExit) as done:
         main(["--version"])

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Coroutine, Mapping, Optional
+
+from voicepipe.lazyimport import lazy_module
+
+asyncio = lazy_module("asyncio", globals())  # only a session needs it: `validate` stays fast
 
 if TYPE_CHECKING:
     from structlog.stdlib import BoundLogger

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Mapping, Optional, Sequence
 
 from voicepipe import diskwrite
+from voicepipe.clientevents import AudioAppend, FrameSender
 from voicepipe.connection import Target, connect, open_credential, resolve_target
 from voicepipe.errors import SessionError, UsageError
 from voicepipe.eventshape import malformed
@@ -54,6 +55,7 @@ class _Link:
 
     def __init__(self, connection: Any, stack: contextlib.AsyncExitStack):
         self.connection = connection
+        self.sender = FrameSender(connection)
         self.stack = stack
         self.queue: asyncio.Queue = asyncio.Queue()
         self.ready = asyncio.Event()  # session.updated received
@@ -119,13 +121,14 @@ class SessionRunner:
     def _enqueue(self, event: Any) -> None:
         """``ctx.send``: queue ``event``. One that cannot be sent as JSON raises ``TypeError`` here,
         in the plugin that sent it, instead of failing the connection when its turn to leave comes."""
-        if type(event) is not dict:  # the usual case first: isinstance(x, typing.Mapping) is slow
-            if not isinstance(event, Mapping):
-                event = event.as_dict()  # an SDK ClientEvent model
-            elif not isinstance(event, dict):
-                event = dict(event)
-        if event.get("type") != "input_audio_buffer.append" or not _all_text(event):
-            check_sendable(event)  # the audio appends (all text) are the hot path: they skip this
+        if type(event) is not AudioAppend:  # the audio plugin's appends: the hot path, sendable by make
+            if type(event) is not dict:  # isinstance(x, typing.Mapping) is slow
+                if not isinstance(event, Mapping):
+                    event = event.as_dict()  # an SDK ClientEvent model
+                elif not isinstance(event, dict):
+                    event = dict(event)
+            if event.get("type") != "input_audio_buffer.append" or not _all_text(event):
+                check_sendable(event)  # other appends that are all text skip this too
         link = self._link
         if link is not None:
             link.queue.put_nowait(event)
@@ -487,13 +490,14 @@ class SessionRunner:
 
         freeze_startup_heap()  # the first connection is open: what is alive now is here for good
         client_event = self.pipeline.client_event
+        send = link.sender.send  # connection.send, or the append's frame as text (clientevents)
         while True:
             event = await link.queue.get()
             if event is _CLOSE:
                 return
             client_event(event)
             try:
-                await link.connection.send(event)
+                await send(event)
             except ConnectionError as exc:
                 if isinstance(exc.__cause__, (TypeError, ValueError, RecursionError)):
                     # the event, not the connection (a plugin changed it after ctx.send checked it)

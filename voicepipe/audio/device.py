@@ -13,7 +13,6 @@ otherwise), and for output ``fade_ms`` (default 5: the ramp that avoids a click 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from typing import Any, AsyncIterator, Callable, Mapping, Optional
@@ -23,6 +22,9 @@ from voicepipe.audio.null import option_ms
 from voicepipe.audio.pcm import SAMPLE_WIDTH, Rechunker, frames_for_ms
 from voicepipe.audio.playback import Milestone, PlaybackQueue
 from voicepipe.errors import UsageError
+from voicepipe.lazyimport import lazy_module
+
+asyncio = lazy_module("asyncio", globals())  # only a session needs it: `validate` stays fast
 
 #: the queue may run dry this long before the resampler's held-back tail is released into it
 RESAMPLER_FLUSH_MARGIN_S = 0.01

@@ -8,7 +8,6 @@ truncates where a listener would have stopped hearing.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from typing import Any, AsyncIterator, Callable, Mapping, Optional
@@ -17,6 +16,9 @@ from voicepipe.audio.base import AudioInput, AudioOutput, ItemPlayback
 from voicepipe.audio.pcm import SAMPLE_WIDTH, pcm_bytes, silence
 from voicepipe.audio.playback import Milestone, PlaybackQueue
 from voicepipe.errors import UsageError
+from voicepipe.lazyimport import lazy_module
+
+asyncio = lazy_module("asyncio", globals())  # only a session needs it: `validate` stays fast
 
 #: the virtual clock wakes at least this often to move the timeline on (silence, milestones)
 MAX_TICK_S = 0.1

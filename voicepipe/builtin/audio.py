@@ -49,7 +49,6 @@ The live state is ``ctx.stash["audio"]`` (an :class:`AudioSession`: ``input``, `
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import contextlib
@@ -60,8 +59,12 @@ from typing import Any, Callable, Mapping, Optional
 
 import voicepipe
 from voicepipe.audio.pcm import LazyPCM
+from voicepipe.clientevents import AudioAppend
 from voicepipe.errors import UsageError
+from voicepipe.lazyimport import lazy_module
 from voicepipe.pipeline import event_fields
+
+asyncio = lazy_module("asyncio", globals())  # only a session needs it: `validate` stays fast
 
 STASH_KEY = "audio"
 BUILTIN_BACKENDS = ("pyaudio", "sounddevice", "wav", "null")
@@ -429,7 +432,6 @@ class AudioSession:
         from voicepipe.audio.pcm import G711_FORMATS, SAMPLE_WIDTH, g711_encode, interleave
 
         send = self.ctx.send
-        b64encode = base64.b64encode
         rate = self.input_rate
         echo = self.echo
         codec = self.input_format if self.input_format in G711_FORMATS else None
@@ -453,7 +455,7 @@ class AudioSession:
             elif codec is not None:
                 chunk = g711_encode(chunk, codec)
             self.appends_queued += 1  # first: sending may report the append as sent at once
-            send({"type": "input_audio_buffer.append", "audio": b64encode(chunk).decode("ascii")})
+            send(AudioAppend(chunk))  # {"type": "input_audio_buffer.append", "audio": base64}
         if not self._ending:
             await self._finish_after_input()
 

@@ -41,7 +41,6 @@ the lines held back at a kill are lost.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import os
@@ -52,9 +51,12 @@ from typing import Any, BinaryIO, Mapping, Optional
 import voicepipe
 from voicepipe.audio.pcm import base64_length
 from voicepipe.diskwrite import append_whole
+from voicepipe.lazyimport import lazy_module
 from voicepipe.pipeline import event_fields
 from voicepipe.redact import REDACTOR
 from voicepipe.sessionclock import elapsed, event_time, session_clock
+
+asyncio = lazy_module("asyncio", globals())  # only a session needs it: `validate` stays fast
 
 FILE_NAME = "events.jsonl"
 #: 3: elided audio is ``{"bytes": n}`` (2: and the SHA-256 of its base64 text; 1: of the decoded bytes)

@@ -13,7 +13,6 @@ meanwhile) is still in progress.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 from collections.abc import Hashable, Mapping
@@ -21,8 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from voicepipe import hookimpl
+from voicepipe.lazyimport import lazy_module
 from voicepipe.pipeline import event_fields
 from voicepipe.toolbind import call_handler
+
+asyncio = lazy_module("asyncio", globals())  # only a session needs it: `validate` stays fast
 
 _STATE = "tools"
 
