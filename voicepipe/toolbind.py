@@ -10,7 +10,6 @@ that check off, since any tool may be its.
 
 from __future__ import annotations
 
-import asyncio
 import difflib
 import importlib
 import inspect
@@ -20,9 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from voicepipe.errors import ProfileError
+from voicepipe.lazyimport import lazy_module
 
 if TYPE_CHECKING:
     from voicepipe.profile import Profile
+
+asyncio = lazy_module("asyncio", globals())  # only a session needs it: `validate` stays fast
 
 DEFAULT_TIMEOUT_S = 10.0
 
