@@ -1,7 +1,8 @@
 """Phone sessions per worker: N concurrent Twilio calls at real-time pacing against the embedded
-emulator (mu-law 8 kHz in and out, resampled to and from the session's 24 kHz), beside N
-in-process sessions of the same length fed by a paced caller with a null output (what a browser
-session costs the server, without a browser: the browser transport was not on this branch).
+emulator (mu-law 8 kHz in and out, resampled to and from the session's 24 kHz), beside N browser
+sessions of the same length over the page's WebSocket protocol (PCM16 at 24 kHz, playback
+receipts every 20 ms: the load client of :mod:`benchmarks.web_load`). Each caller says the same
+question once and stays on the line in silence until it hangs up.
 
 The far ends run in a child process, so the server's CPU time (``time.process_time``: the
 sessions, the transports, the embedded emulator) is what is compared. It also reports the
@@ -29,6 +30,19 @@ AUTH_TOKEN = "benchmark-token-0000000000000000"
 GOAL = 1.3
 
 
+async def _browser_far_ends(base: str, calls: int, seconds: float) -> None:
+    from benchmarks.web_load import Step, caller
+
+    step, stop = Step(calls), asyncio.Event()
+    url = base.replace("http://", "ws://", 1) + "/demo/ws"
+    tasks = [asyncio.ensure_future(caller(url, step, stop, False, ask_once=True)) for _ in range(calls)]
+    await asyncio.sleep(seconds)
+    stop.set()
+    await asyncio.gather(*tasks)
+    if step.failed:
+        raise SystemExit(f"browser callers failed: {step.failed[:3]}")
+
+
 async def _far_ends(base: str, calls: int, seconds: float) -> None:
     import aiohttp
     from phone_helpers import TwilioPhone, ulaw_speech
@@ -54,41 +68,6 @@ async def _far_ends(base: str, calls: int, seconds: float) -> None:
         await asyncio.gather(*(call() for _ in range(calls)))
 
 
-class _PacedCaller:
-    """The baseline: a caller that says the question and then silence, 20 ms at a time in real time."""
-
-    kind = "web"
-
-    def __init__(self, seconds: float):
-        from voicepipe.audio.null import NullOutput
-        from voicepipe.serve.transport import CallerInput
-
-        self.input = CallerInput()
-        self.output = NullOutput({"realtime": True})
-        self.plugin = None
-        self.seconds = seconds
-
-    async def run(self) -> str:
-        from phone_helpers import speech
-
-        rate = await self.input.rate()
-        pcm = speech(rate)
-        step = rate // 50 * 2
-        started = time.monotonic()
-        frame = 0
-        while time.monotonic() - started < self.seconds:
-            start = frame * step
-            chunk = pcm[start : start + step] if start < len(pcm) else bytes(step)
-            self.input.feed(chunk + bytes(step - len(chunk)))
-            frame += 1
-            await asyncio.sleep(max(started + frame * 0.02 - time.monotonic(), 0))
-        self.input.end()
-        return "caller_hung_up"
-
-    async def close(self, reason: str) -> None:
-        self.input.end()
-
-
 def _host(log_dir: str, kind: str):
     from phone_helpers import phone_served
 
@@ -98,28 +77,22 @@ def _host(log_dir: str, kind: str):
     return SessionHost([phone_served(kind, speed=1)], log=get_logger(), log_dir=log_dir)
 
 
-async def _phones(calls: int, seconds: float, log_dir: str) -> float:
+async def _served_cpu(kind: str, calls: int, seconds: float, log_dir: str) -> float:
+    """Server CPU seconds for ``calls`` callers of ``kind`` (``twilio`` or ``web``) from a child process."""
     from phone_helpers import serving
 
-    host = _host(log_dir, "twilio")
+    host = _host(log_dir, kind)
     async with serving(host) as (base, _):
         cpu = time.process_time()
         child = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "benchmarks.phone_load", "--far-ends", base, "--calls", str(calls),
+            sys.executable, "-m", "benchmarks.phone_load", "--far-ends", base, "--kind", kind, "--calls", str(calls),
             "--seconds", str(seconds), cwd=str(ROOT),
         )
-        await child.wait()
+        if await child.wait() != 0:
+            raise SystemExit(f"the {kind} far ends failed")
         while host.sessions:
             await asyncio.sleep(0.05)
         return time.process_time() - cpu
-
-
-async def _baseline(calls: int, seconds: float, log_dir: str) -> float:
-    host = _host(log_dir, "web")
-    served = next(iter(host.profiles.values()))
-    cpu = time.process_time()
-    await asyncio.gather(*(host.run_session(served, _PacedCaller(seconds)) for _ in range(calls)))
-    return time.process_time() - cpu
 
 
 def _latency(log_dir: str) -> dict:
@@ -137,9 +110,11 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--far-ends")
+    parser.add_argument("--kind", default="twilio", choices=("twilio", "web"))
     args = parser.parse_args()
     if args.far_ends:
-        asyncio.run(_far_ends(args.far_ends, args.calls, args.seconds))
+        far_ends = _far_ends if args.kind == "twilio" else _browser_far_ends
+        asyncio.run(far_ends(args.far_ends, args.calls, args.seconds))
         return
     from voicepipe.logsetup import configure_logging, shutdown_logging
 
@@ -147,11 +122,11 @@ def main() -> None:
     configure_logging(None, console_level="ERROR", session_files=True)
     try:
         with tempfile.TemporaryDirectory() as warm_dir:  # imports, the emulator's voice, first calls
-            asyncio.run(_baseline(1, 3.0, warm_dir))
-            asyncio.run(_phones(1, 3.0, warm_dir))
+            asyncio.run(_served_cpu("web", 1, 3.0, warm_dir))
+            asyncio.run(_served_cpu("twilio", 1, 3.0, warm_dir))
         with tempfile.TemporaryDirectory() as phones_dir, tempfile.TemporaryDirectory() as base_dir:
-            baseline = asyncio.run(_baseline(args.calls, args.seconds, base_dir))
-            phones = asyncio.run(_phones(args.calls, args.seconds, phones_dir))
+            baseline = asyncio.run(_served_cpu("web", args.calls, args.seconds, base_dir))
+            phones = asyncio.run(_served_cpu("twilio", args.calls, args.seconds, phones_dir))
             latency = _latency(phones_dir)
     finally:
         shutdown_logging()
@@ -159,7 +134,8 @@ def main() -> None:
     ratio = phones / baseline
     inbound, outbound = latency["socket_in_to_append_ms"], latency["delta_to_socket_out_ms"]
     print(f"| phone load | {args.calls} Twilio calls x {args.seconds:g} s at real time (mu-law 8 kHz <-> 24 kHz) "
-          f"vs {args.calls} paced in-process sessions (null output) | {phones / per * 1000:.1f} ms CPU per call-second vs "
+          f"vs {args.calls} browser callers (the page's protocol, PCM16 24 kHz, receipts) | "
+          f"{phones / per * 1000:.1f} ms CPU per call-second vs "
           f"{baseline / per * 1000:.1f}; transport latency socket in -> append p50 {inbound[0]} ms, p99 {inbound[1]} ms; "
           f"delta -> socket out p50 {outbound[0]} ms, p99 {outbound[1]} ms | {ratio:.2f} | ratio <= {GOAL} | "
           f"{'yes' if ratio <= GOAL else 'NO'} |")

@@ -49,6 +49,7 @@ RECEIPT_MS = 20
 SETTLE_S = 3.0
 STEPS = (10, 20, 30, 40, 60, 80)
 _HEADER = struct.Struct("<I")
+BENCH_TOKEN = "web-load-benchmark-token-0123456789"
 
 
 def _question(rate: int) -> bytes:
@@ -77,12 +78,14 @@ class Step:
         return self.window is not None and self.window[0] <= now <= self.window[1]
 
 
-async def caller(url: str, step: Step, stop: asyncio.Event, keep_arrivals: bool) -> None:
+async def caller(url: str, step: Step, stop: asyncio.Event, keep_arrivals: bool, ask_once: bool = False) -> None:
+    """One caller of the page's protocol: asks the question, plays the answer with receipts, and
+    asks again once it has played out (or, with ``ask_once``, stays on the line in silence)."""
     import aiohttp
 
     async with aiohttp.ClientSession() as http:
         try:
-            ws = await http.ws_connect(url, protocols=("voicepipe.v1",), max_msg_size=0, compress=0)
+            ws = await http.ws_connect(url, protocols=("voicepipe.v1", f"voicepipe.token.{BENCH_TOKEN}"), max_msg_size=0, compress=0)
         except Exception as exc:
             step.failed.append(f"{type(exc).__name__}: {exc}")
             step.ready += 1
@@ -152,7 +155,8 @@ async def caller(url: str, step: Step, stop: asyncio.Event, keep_arrivals: bool)
             while not stop.is_set() and not ws.closed:
                 now = time.monotonic()
                 # ask again once the answer has played out (no audio for a second) and a pause passed
-                if now - asked_at > 4.0 and now - state["last_audio"] > 1.0 and not first:
+                again = not (ask_once and asked_at > 0)
+                if again and now - asked_at > 4.0 and now - state["last_audio"] > 1.0 and not first:
                     asked_at = now
                     chunks = [question[i : i + frame_bytes] for i in range(0, len(question), frame_bytes)]
                 else:
@@ -215,6 +219,8 @@ def serve(profile: str) -> None:
 
     async def main() -> None:
         served = load_served([profile])
+        for each in served:
+            each.max_sessions = 1000  # the load decides, not the profile's default limit
         host = SessionHost(served, log=get_logger(), log_dir=os.environ.get("VOICEPIPE_WEB_RUNS"), max_sessions=1000)
         runner = web.AppRunner(build_app(host, Guard(host)), access_log=None)
         await runner.setup()
@@ -237,7 +243,9 @@ def server_process(workdir: Path, emulator_url: str):
     )
     (workdir / "probe").mkdir()
     (workdir / "runs").mkdir()
-    env = dict(os.environ, VOICEPIPE_WEB_PROBE=str(workdir / "probe"), VOICEPIPE_WEB_RUNS=str(workdir / "runs"))
+    # the load client presents the token a served paid endpoint needs (the emulator here is a URL)
+    env = dict(os.environ, VOICEPIPE_WEB_PROBE=str(workdir / "probe"), VOICEPIPE_WEB_RUNS=str(workdir / "runs"),
+               VOICEPIPE_SERVE_TOKEN=BENCH_TOKEN)
     proc = subprocess.Popen([sys.executable, "-m", "benchmarks.web_load", "serve", str(profile)], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, text=True)
     try:
@@ -277,6 +285,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--steps", default=",".join(map(str, STEPS)))
     parser.add_argument("--window", type=float, default=20.0, help="seconds measured per step")
     parser.add_argument("--latency-sessions", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="serve with `voicepipe serve --workers N` (the added latency is then not measured)")
     args = parser.parse_args(argv)
     if args.command == "serve":
         serve(args.profile)
@@ -305,6 +315,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         if latency:
             print(f"added latency over {len(latency)} deltas ({args.latency_sessions} callers): "
                   f"p50 {percentile(latency, 50):.3f} ms, p99 {percentile(latency, 99):.3f} ms", flush=True)
+    if args.workers > 1:
+        return load_workers(steps, args.window, args.workers)
     best = 0
     for n in steps:
         with tempfile.TemporaryDirectory(prefix="voicepipe-web-load-") as tmp, benchmark_key(), \
@@ -320,6 +332,69 @@ def main(argv: Optional[list[str]] = None) -> int:
             best = n
     print(f"held: {best} callers at real-time pacing by one serving process", flush=True)
     return 0
+
+
+def load_workers(steps: list[int], window: float, workers: int) -> int:
+    """The steps against `voicepipe serve --workers N` on one port, the emulator in its own process."""
+    import socket
+    import urllib.request
+
+    from benchmarks.concurrency import SCENARIO
+    from benchmarks.harness import EmulatorProcess, benchmark_key, process_cpu_seconds, write_profile
+
+    best = 0
+    for n in steps:
+        with tempfile.TemporaryDirectory(prefix="voicepipe-web-load-") as tmp, benchmark_key(), \
+                EmulatorProcess(speed=1, scenario=SCENARIO) as emulator:
+            profile = write_profile(Path(tmp) / "profile", emulator.url,
+                                    {"input": {"backend": "web"}, "output": {"backend": "web"}},
+                                    serve={"max_sessions": 1000}, metrics={"table": False})
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            env = dict(os.environ, VOICEPIPE_SERVE_TOKEN=BENCH_TOKEN)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "voicepipe", "serve", str(profile), "--workers", str(workers), "--port", str(port),
+                 "--log-dir", str(Path(tmp) / "runs")],
+                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )
+            try:
+                for _ in range(300):
+                    try:
+                        if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).status == 200:
+                            break
+                    except OSError:
+                        time.sleep(0.1)
+                cpu0, ecpu0, t0 = _tree_cpu(proc.pid), emulator.cpu_seconds(), time.monotonic()
+                step = asyncio.run(run_step([f"ws://127.0.0.1:{port}/benchmark/ws"], n, window))
+                elapsed = time.monotonic() - t0
+                cpu = (_tree_cpu(proc.pid) - cpu0) / elapsed * 100
+                ecpu = (emulator.cpu_seconds() - ecpu0) / elapsed * 100
+            finally:
+                proc.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=30)
+                if proc.poll() is None:
+                    proc.kill()
+            print(f"{describe(step)}; CPU servers {cpu:.0f}% emulator {ecpu:.0f}%", flush=True)
+            if step.late_frames or step.failed:
+                break
+            best = n
+    print(f"held: {best} callers at real-time pacing by {workers} workers", flush=True)
+    return 0
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and its children (the gunicorn master and its workers)."""
+    from benchmarks.harness import process_cpu_seconds
+
+    total = process_cpu_seconds(pid)
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if children.exists():
+        for child in children.read_text().split():
+            with contextlib.suppress(OSError, ValueError):
+                total += process_cpu_seconds(int(child))
+    return total
 
 
 if __name__ == "__main__":

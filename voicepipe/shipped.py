@@ -9,6 +9,7 @@ wheel they are package data under ``voicepipe/data/``; in a checkout they are th
 from __future__ import annotations
 
 from pathlib import Path
+
 from voicepipe.errors import UsageError
 
 PREFIX = "builtin:"
