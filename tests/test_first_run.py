@@ -105,3 +105,17 @@ def test_api_key_auth_without_a_key_is_still_an_error_for_a_remote_endpoint(tmp_
     profile_file.write_text("extends: builtin:ava.yaml\nconnection: {endpoint: 'https://x.example/', auth: api-key}\n")
     with pytest.raises(UsageError, match="AZURE_VOICELIVE_API_KEY is not set"):
         resolve_target(load_profile(profile_file, environ={}), environ={})
+
+
+def test_the_test_fixture_runs_unpaced_unless_asked_for_real_time():
+    from voicepipe.testing import _fast_pacing
+
+    demo = load_profile(ROOT / "profiles" / "demo.yaml")
+    assert _fast_pacing(demo) == [
+        "connection.emulator.speed=0", "audio.input.realtime=false", "audio.output.realtime=false"
+    ]
+    microphone = load_profile(ROOT / "profiles" / "ava.yaml", ["connection.endpoint=emulator"])
+    assert _fast_pacing(microphone) == ["connection.emulator.speed=0"]  # devices keep their own clock
+    bare = load_profile(ROOT / "profiles" / "ava.yaml", ["connection.endpoint=emulator", "audio.input=null",
+                                                        "audio.output=null"])
+    assert "audio.input.realtime=false" not in _fast_pacing(bare)  # null input never ends: stays paced
