@@ -237,6 +237,24 @@ def test_truncate_never_goes_past_the_audio_received(tmp_path):
     ]
 
 
+@pytest.mark.parametrize("played", [420.96, 420.04, 421.0, 420.5])
+def test_the_truncate_and_the_interrupted_milestone_say_the_same_position(tmp_path, played):
+    out = ScriptedOutput()
+    h = Harness(tmp_path, {}, output=out)
+
+    async def scenario():
+        await h.start()
+        h.answer("resp_1", "item_a", 1000)
+        out.played["item_a"] = played
+        h.speech_started()
+        await h.end()
+
+    run(scenario())
+    (truncate,) = h.barge_in_events()
+    (interrupted,) = [p for p in h.playback if p["type"] == "playback.interrupted"]
+    assert truncate["audio_end_ms"] == int(interrupted["played_ms"])
+
+
 def test_nothing_played_deletes_the_item(tmp_path):
     out = ScriptedOutput()
     h = Harness(tmp_path, {}, output=out)

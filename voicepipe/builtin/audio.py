@@ -637,7 +637,9 @@ class AudioSession:
                 continue
             generated = self._generated_ms(item)
             backend_played = cleared.played_ms if in_queue else self._played_ms(item.item_id)
-            played = min(backend_played, generated)
+            # the figure the milestone reports (to 0.1 ms) is the one the truncate sends, so the
+            # transcript's and the metrics' cut never differ from the service's by a millisecond
+            played = round(min(backend_played, generated), 1)
             item.done = True
             if item.response_id is not None:
                 self.interrupted_responses.add(item.response_id)
