@@ -210,7 +210,7 @@ async def compare(url: str, workdir: Path, turns: int, rounds: int, breakdown: b
                "ratio_max": round(max(ratios[name]), 2),
                "result": f"{measured:.1f} us CPU/event (rounds {min(ratios[name]):.2f}-{max(ratios[name]):.2f}x)"}
         if name == EVERYTHING:
-            row.update(goal=f"ratio <= {GOAL_RATIO}", passed=ratio <= GOAL_RATIO)
+            row.update(goal=f"ratio <= {GOAL_RATIO}", passed=row["ratio"] <= GOAL_RATIO)  # the ratio as shown
         if name not in BARE_CASES:
             # what dispatch and the plugins add to a loop that parses frames as voicepipe does
             same_parser = measured / percentile(sorted(per_event[BARE_PARSER]), 50)
