@@ -40,7 +40,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 BUFFER_MS = 50.0
@@ -340,7 +340,7 @@ def load_workers(steps: list[int], window: float, workers: int) -> int:
     import urllib.request
 
     from benchmarks.concurrency import SCENARIO
-    from benchmarks.harness import EmulatorProcess, benchmark_key, process_cpu_seconds, write_profile
+    from benchmarks.harness import EmulatorProcess, benchmark_key, write_profile
 
     best = 0
     for n in steps:

@@ -471,9 +471,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         temporary_metrics = folder if temporary else None
     configure_logging(None, session_files=True)
     try:
-        for path in args.profiles:
-            _load(path, args.set)  # its warnings printed, its problems reported here
         host, guard = make_host(options, get_logger(), metrics=args.workers == 1)
+        for served in host.profiles.values():  # each loaded once, by make_host
+            for warning in served.profile.warnings:
+                print(f"warning: {warning}", file=sys.stderr)
         announce = lambda port: print_lines(describe(host, guard, args.host, port))  # noqa: E731
         if args.workers > 1:
             return workers.run_workers(options, host.drain_timeout_s, announce)

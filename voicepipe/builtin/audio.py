@@ -49,7 +49,6 @@ The live state is ``ctx.stash["audio"]`` (an :class:`AudioSession`: ``input``, `
 
 from __future__ import annotations
 
-import base64
 import binascii
 import contextlib
 import time

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from voicepipe.conversation.runner import ConversationResult
+from voicepipe.diskwrite import write_whole
 
 
 def junit_xml(results: list[ConversationResult]) -> str:
@@ -37,7 +37,4 @@ def junit_xml(results: list[ConversationResult]) -> str:
 
 
 def write_junit(results: list[ConversationResult], path: str | Path) -> None:
-    target = Path(path)
-    partial = target.with_name(target.name + ".partial")
-    partial.write_text(junit_xml(results), encoding="utf-8")
-    os.replace(partial, target)
+    write_whole(Path(path), junit_xml(results))  # whole or not at all

@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 from voicepipe.errors import ProfileError, UsageError
 from voicepipe.profile.nodes import Loc, Node, Problems
@@ -39,7 +39,6 @@ from voicepipe.profile.spec import (
     Check,
     Enum,
     FreeMap,
-    Int,
     ListOf,
     Map,
     Number,

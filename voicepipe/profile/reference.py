@@ -9,14 +9,13 @@ are current; the tests check that too).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
 from voicepipe.profile.keydocs import DOCS, TOP_LEVEL
-from voicepipe.profile.spec import Either, FreeMap, ListOf, Map, Spec, Tagged
+from voicepipe.profile.spec import Either, ListOf, Map, Spec, Tagged
 
 DOC_FILE = Path("docs") / "profile-reference.md"
 SCHEMA_FILE = Path("docs") / "profile.schema.json"

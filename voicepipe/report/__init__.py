@@ -8,11 +8,10 @@ to open: CSS and SVG are inline and there is no script.
 
 from __future__ import annotations
 
-import contextlib
-import os
 from pathlib import Path
 from typing import Optional
 
+from voicepipe.diskwrite import write_whole
 from voicepipe.errors import UsageError
 from voicepipe.report.html import render
 from voicepipe.report.model import RunData, load_run
@@ -21,17 +20,13 @@ REPORT_FILE = "report.html"
 
 
 def write_report(run_dir: str | Path, output: Optional[str | Path] = None) -> Path:
-    """Render the report of ``run_dir`` to ``output`` (default ``run_dir/report.html``); the file
-    is written next to its final name and renamed, so a reader never sees half of it."""
+    """Render the report of ``run_dir`` to ``output`` (default ``run_dir/report.html``), whole or
+    not at all (:func:`voicepipe.diskwrite.write_whole`), so a reader never sees half of it."""
     data = load_run(run_dir)
     target = Path(output) if output is not None else Path(run_dir) / REPORT_FILE
-    partial = target.with_name(target.name + ".partial")
     try:
-        partial.write_text(render(data), encoding="utf-8")
-        os.replace(partial, target)
+        write_whole(target, render(data))
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            partial.unlink()
         raise UsageError(f"cannot write {target}: {exc.strerror or exc}") from None
     return target
 
