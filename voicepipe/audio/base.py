@@ -32,6 +32,13 @@ Optional, to skip decoding
     ``bytes(payload)`` decodes. An output that only needs the sample count (``null``) then never
     decodes; any other output gets ``bytes``.
 
+Optional, to send a quiet input in fewer appends
+    ``quiet`` (set by the audio plugin before ``open``, or left ``None``): an input that supports it
+    passes each chunk through ``quiet.feed(chunk)`` and yields only what that returns (``None``:
+    nothing now), then ``quiet.flush()`` when it ends, so that while nobody speaks the loop wakes
+    once per batch instead of once per chunk (:mod:`voicepipe.audio.quiet`). A yielded chunk may then
+    be several chunks long.
+
 Optional, for the client echo reference
     ``on_played`` (set by the audio plugin, or left ``None``): an output that supports it calls
     ``on_played(pcm, sample_rate, started_at)`` with every block its clock plays, silence
@@ -45,7 +52,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import AsyncIterator, Callable, Optional
+from typing import Any, AsyncIterator, Callable, Optional
 
 
 @dataclass
@@ -63,6 +70,9 @@ class AudioInput(abc.ABC):
     """A source of PCM16 mono chunks: a microphone, a file, a generator."""
 
     latency_s: float = 0.0
+    #: set by the audio plugin before ``open`` (a :class:`voicepipe.audio.quiet.QuietBatcher`):
+    #: an input that honours it yields what ``quiet.feed(chunk)`` hands on instead of each chunk
+    quiet: Any = None
 
     @abc.abstractmethod
     async def open(self, sample_rate: int, frames_per_chunk: int) -> None: ...

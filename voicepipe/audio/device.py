@@ -247,6 +247,11 @@ class DeviceInput(AudioInput):
 
     def _captured(self, data: bytes) -> None:
         """A buffer from the device (called from the PortAudio callback)."""
+        quiet = self.quiet
+        if quiet is not None:
+            data = quiet.feed(data)  # held while quiet: the loop is not woken for it
+            if data is None:
+                return
         with contextlib.suppress(RuntimeError):  # the loop is closing
             self._loop.call_soon_threadsafe(self._queue.put_nowait, data)
 
@@ -256,12 +261,18 @@ class DeviceInput(AudioInput):
         queue = self._queue
         rechunker = Rechunker(self.frames_per_chunk * SAMPLE_WIDTH)
         resampler = self._resampler
+        batched = self.quiet is not None
         while True:
             data = await queue.get()
             if data is None:
                 return
             if resampler is not None:
                 data = resampler.process(data)
+            if batched:  # what the device thread handed on together leaves together
+                chunks = list(rechunker.feed(data))
+                if chunks:
+                    yield chunks[0] if len(chunks) == 1 else b"".join(chunks)
+                continue
             for chunk in rechunker.feed(data):
                 yield chunk
 
@@ -272,4 +283,7 @@ class DeviceInput(AudioInput):
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self._stop_stream)
         if self._queue is not None:
+            held = self.quiet.flush() if self.quiet is not None else None
+            if held is not None:
+                self._queue.put_nowait(held)
             self._queue.put_nowait(None)

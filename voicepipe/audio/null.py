@@ -99,7 +99,10 @@ class PacedInput(AudioInput):
         closed = self._closed
         started = self.clock()
         elapsed_frames = 0
-        for chunk in self.chunks():
+        chunks = self.chunks()
+        if self.quiet is not None:
+            chunks = _batched(chunks, self.quiet)
+        for chunk in chunks:
             if closed.is_set():
                 return
             elapsed_frames += len(chunk) // SAMPLE_WIDTH
@@ -117,6 +120,18 @@ class PacedInput(AudioInput):
         if self._closed is not None:
             self._closed.set()
         self._alarm.ring()
+
+
+def _batched(chunks: Any, quiet: Any) -> Any:
+    """The chunks as the quiet batcher hands them on: a batch is yielded (and so paced) when the
+    last chunk in it would have been captured."""
+    for chunk in chunks:
+        out = quiet.feed(chunk)
+        if out is not None:
+            yield out
+    rest = quiet.flush()
+    if rest is not None:
+        yield rest
 
 
 class NullInput(PacedInput):
