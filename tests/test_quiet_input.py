@@ -245,3 +245,52 @@ def test_a_question_after_a_long_silence_is_heard_and_answered(voicepipe_run, tm
     ends = np.cumsum([len(a) // 2 for a in appends])
     carrier = int(np.searchsorted(ends, first_sound, side="right"))
     assert ends[carrier] - first_sound <= FRAMES  # the chunk with the first sound ends its append
+
+
+def test_a_caller_input_keeps_quiet_audio_until_a_sound_or_a_full_batch_wakes_the_reader():
+    from voicepipe.serve.transport import CallerInput
+
+    stream = [chunk(4000)] + [chunk(tag=i) for i in range(HOLD_OFF + 7)] + [chunk(-4000)] + [chunk(tag=1)] * 3
+    wire = b"".join(stream)
+
+    async def main():
+        caller = CallerInput()
+        caller.quiet = QuietBatcher(CHUNK_MS, 100, -50)
+        caller.feed(wire[:1000])  # before the session opened its input
+        await caller.open(RATE, FRAMES)
+        got = []
+
+        async def read():
+            async for data in caller:
+                got.append(data)
+
+        reader = asyncio.create_task(read())
+        for start in range(1000, len(wire), 700):  # frames that do not line up with chunks
+            caller.feed(wire[start : start + 700])
+            await asyncio.sleep(0)
+        caller.end()
+        await asyncio.wait_for(reader, 5)
+        return got
+
+    got = asyncio.run(main())
+    assert b"".join(got) == wire
+    sizes = [len(data) // (2 * FRAMES) for data in got]
+    # chunk by chunk until a second of quiet, one batch of five, the sound with the two held before
+    # it, then quiet chunks one by one again (the hold-off starts over)
+    assert sizes[: 1 + HOLD_OFF] == [1] * (1 + HOLD_OFF) and sizes[1 + HOLD_OFF :] == [5, 3, 1, 1, 1]
+    assert got[2 + HOLD_OFF].endswith(chunk(-4000))
+
+
+def test_a_quiet_caller_sending_too_fast_is_still_bounded():
+    from voicepipe.serve.transport import MAX_PENDING_S, CallerInput
+
+    async def main():
+        caller = CallerInput()
+        caller.quiet = QuietBatcher(CHUNK_MS, 1000, -50)
+        await caller.open(RATE, FRAMES)
+        for _ in range(int(MAX_PENDING_S * 1000 / CHUNK_MS) * 3):
+            caller.feed(bytes(2 * FRAMES))  # nobody reads
+        return caller
+
+    caller = asyncio.run(main())
+    assert len(caller._pending) <= int(MAX_PENDING_S * RATE) * 2 and caller.dropped_bytes > 0

@@ -42,6 +42,7 @@ class QuietBatcher:
         self.peak = quiet_peak(dbfs)
         self._held: list[bytes] = []
         self._quiet_run = 0
+        self._waiting = 0  # chunks held since the last hand-on
 
     @property
     def enabled(self) -> bool:
@@ -56,14 +57,24 @@ class QuietBatcher:
         peak = self.peak
         return int(samples.max()) <= peak and int(samples.min()) >= -peak
 
-    def feed(self, chunk: bytes) -> Optional[bytes]:
+    def holds(self, chunk: bytes) -> bool:
+        """Whether ``chunk`` may wait with those held before it; false: they all leave now, with
+        it. For an input that keeps the bytes itself and only needs to know when to wake."""
         if self.is_quiet(chunk):
             self._quiet_run += 1
             if self._quiet_run > self.after_chunks:
-                self._held.append(chunk)
-                return self._take() if len(self._held) >= self.batch_chunks else None
+                self._waiting += 1
+                if self._waiting < self.batch_chunks:
+                    return True
         else:
             self._quiet_run = 0
+        self._waiting = 0
+        return False
+
+    def feed(self, chunk: bytes) -> Optional[bytes]:
+        if self.holds(chunk):
+            self._held.append(chunk)
+            return None
         if self._held:
             self._held.append(chunk)
             return self._take()

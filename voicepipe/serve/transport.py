@@ -62,7 +62,9 @@ class CallerInput(AudioInput):
 
     The transport's reader calls :meth:`feed` with PCM16 mono at the session's input rate (known
     once :meth:`open` ran; :attr:`sample_rate` is ``None`` before) and :meth:`end` when the call
-    ends. Chunks are yielded as they fill, so the caller's own pacing is the session's clock.
+    ends. Chunks are yielded as they fill, so the caller's own pacing is the session's clock;
+    with :attr:`quiet` set, quiet chunks wait (in ``_pending``, under the same bound) until a sound
+    or a full batch wakes the reader, and then leave together.
     """
 
     realtime = True
@@ -71,6 +73,7 @@ class CallerInput(AudioInput):
         self.sample_rate: Optional[int] = None
         self._chunk_bytes = 0
         self._pending = bytearray()
+        self._checked = 0  # bytes of _pending the quiet batcher has seen
         self._limit = 0
         self._ended = False
         self._closed = False
@@ -87,8 +90,7 @@ class CallerInput(AudioInput):
         if len(self._pending) > self._limit:
             self._drop(len(self._pending) - self._limit)
         self._opened.set()
-        if self._pending:
-            self._wake.set()
+        self._check()
 
     async def rate(self) -> int:
         """The session's input rate, once the session has opened its input."""
@@ -104,12 +106,27 @@ class CallerInput(AudioInput):
         limit = self._limit or int(MAX_PENDING_S * 48000) * SAMPLE_WIDTH
         if len(self._pending) > limit:
             self._drop(len(self._pending) - limit)
-        if self._wake is not None and len(self._pending) >= self._chunk_bytes:
-            self._wake.set()
+        if self._wake is not None:
+            self._check()
+
+    def _check(self) -> None:
+        """Wake the reader when a chunk is ready to leave."""
+        size = self._chunk_bytes
+        if self.quiet is None:
+            if len(self._pending) >= size:
+                self._wake.set()
+            return
+        pending = self._pending
+        while self._checked + size <= len(pending):  # held quiet chunks wake nobody
+            chunk = bytes(pending[self._checked : self._checked + size])
+            self._checked += size
+            if not self.quiet.holds(chunk):
+                self._wake.set()
 
     def _drop(self, count: int) -> None:
         count -= count % SAMPLE_WIDTH
         del self._pending[:count]
+        self._checked = max(self._checked - count, 0)
         self.dropped_bytes += count
 
     def end(self) -> None:
@@ -122,8 +139,16 @@ class CallerInput(AudioInput):
         if self._wake is None:
             raise RuntimeError("open() the input before iterating over it")
         size = self._chunk_bytes
+        batched = self.quiet is not None
         while not self._closed:
-            if len(self._pending) >= size:
+            if batched and self._checked and self._wake.is_set():
+                # woken by a sound or a full batch: what was held leaves with it
+                chunk = bytes(self._pending[: self._checked])
+                del self._pending[: self._checked]
+                self._checked = 0
+                yield chunk
+                continue
+            if not batched and len(self._pending) >= size:
                 chunk = bytes(self._pending[:size])
                 del self._pending[:size]
                 yield chunk
