@@ -218,9 +218,10 @@ ABOUT = """
 7. **Microphone** (`benchmarks/microphone.py`): client CPU per second of audio sent, a session
    with every built-in plugin sending the `null` microphone (silence in real time, so no answer
    comes) in 20 ms chunks against 100 ms chunks, runs alternating, the ratio the median over the
-   pairs: 20 ms chunks of a quiet input as every profile sends them (`audio.quiet_batch_ms`: held
-   and sent 100 ms at a time once the input has been quiet for a second), and every chunk sent as
-   it comes (`quiet_batch_ms: 0`), which is what a microphone costs while someone speaks.
+   pairs: 20 ms chunks of a quiet input as every profile sends them (`audio.batch_ms`: the steady
+   part of a silence or a sound leaves 100 ms at a time), and every chunk sent as it comes
+   (`batch_ms: 0`), which is what the edges cost (the first second of a silence, the first half
+   second of a sound, a sound during an answer).
 8. **Conversation** (`benchmarks/conversation.py`): client CPU for a spoken conversation at
    real-time pacing (20 ms microphone chunks, server VAD, answers on the `null` output's clock),
    voicepipe against a bare SDK loop doing the same (paced appends, `recv()`, base64 decode of the

@@ -3,14 +3,14 @@
 A voicepipe session with every built-in plugin sends the ``null`` microphone (silence, paced in
 real time) to the emulator in its own process; nothing else happens in it (the server's VAD hears
 no speech, so no answer comes). CPU time of this process is counted once ``SKIP_S`` of audio has
-been sent (the first second of a quiet input still goes out chunk by chunk) for ``seconds`` of
+been sent (the first second of a silence still goes out chunk by chunk) for ``seconds`` of
 audio. Three cases alternate, each run of a 20 ms case paired with the 100 ms run beside it, the
 ratio the median over the pairs:
 
-* 20 ms chunks of a quiet input, as every profile sends it by default (``audio.quiet_batch_ms``:
-  held and sent 100 ms at a time) — the goal's row;
-* 20 ms chunks, every chunk sent as it comes (``quiet_batch_ms: 0``): what a microphone costs
-  while someone speaks.
+* 20 ms chunks of a quiet input, as every profile sends it by default (``audio.batch_ms``: the
+  steady part of a silence or a sound leaves 100 ms at a time) — the goal's row;
+* 20 ms chunks, every chunk sent as it comes (``batch_ms: 0``): what the edges cost (the first
+  second of a silence, the first half second of a sound, a sound during an answer).
 """
 
 from __future__ import annotations
@@ -31,11 +31,11 @@ STOP_REASON = "benchmark_done"
 RATE = 24000
 #: audio sent before the clock starts: warm-up, and the quiet input's first second in chunks
 SKIP_S = 1.5
-#: (name, chunk_ms, quiet_batch_ms)
+#: (name, chunk_ms, batch_ms)
 BASE = ("100 ms chunks", 100, 100)
 CASES = (
-    ("20 ms chunks, quiet (sent 100 ms at a time)", 20, 100),
-    ("20 ms chunks, each sent as it comes (as while someone speaks)", 20, 0),
+    ("20 ms chunks, quiet (sent 100 ms at a time after its first second)", 20, 100),
+    ("20 ms chunks, every chunk as it comes (batch_ms: 0)", 20, 0),
 )
 
 
@@ -69,7 +69,7 @@ async def session(url: str, workdir: Path, chunk_ms: int, batch_ms: int, seconds
     """CPU seconds per second of audio of one session sending ``chunk_ms`` chunks."""
     from voicepipe.logsetup import configure_logging, shutdown_logging
 
-    audio = {"chunk_ms": chunk_ms, "quiet_batch_ms": batch_ms, "input": {"backend": "null"},
+    audio = {"chunk_ms": chunk_ms, "batch_ms": batch_ms, "input": {"backend": "null"},
              "output": {"backend": "null", "realtime": False}}
     profile = write_profile(workdir / "profile", url, audio)
     run_dir = workdir / "run"

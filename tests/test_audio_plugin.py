@@ -949,3 +949,44 @@ def test_the_session_says_whether_its_input_is_paced_in_real_time(tmp_path, real
     h.backends.pop("input")
     audio_plugin.voicepipe_session_start(h.ctx)
     assert h.ctx.stash["audio"].input_realtime is realtime
+
+
+def test_the_input_batcher_knows_when_an_answer_is_in_progress(tmp_path):
+    """A sound during an answer may be a barge-in: it must not wait in a batch."""
+    clock = FakeClock()
+    h = Harness(tmp_path, {}, output=virtual_output(clock), clock=clock)
+    seen = []
+
+    async def scenario():
+        await h.start()
+        batcher = h.audio.batcher
+        seen.append(batcher.answering)
+        h.answer("resp_1", "item_a", 1000)
+        seen.append(batcher.answering)
+        h.finish("resp_1", "item_a")
+        seen.append(batcher.answering)  # generated, still playing
+        clock.t += 1.5
+        h.audio.output.advance()
+        await wait_until(lambda: any(p["type"] == "playback.finished" for p in h.playback))
+        seen.append(batcher.answering)  # played out
+        h.answer("resp_2", "item_b", 1000)
+        seen.append(batcher.answering)
+        h.speech_started()  # barge-in: the item is cut, the response still open
+        seen.append(batcher.answering)
+        h.finish("resp_2", "item_b", status="cancelled")
+        seen.append(batcher.answering)
+        await h.end()
+
+    run(scenario())
+    assert seen == [False, True, True, False, True, True, False]
+
+
+def test_batch_ms_0_gives_the_input_no_batcher(tmp_path):
+    h = Harness(tmp_path, {"batch_ms": 0})
+
+    async def scenario():
+        await h.start()
+        await h.end()
+
+    run(scenario())
+    assert h.audio.batcher is None and h.backends["input"].batcher is None

@@ -60,7 +60,7 @@ def test_every_benchmark_reports_without_errors(quick):
 
 def test_the_microphone_rows_compare_20_ms_with_100_ms_chunks(quick):
     rows = rows_of(quick, "microphone")
-    base, quiet, each = case(rows, "100 ms chunks"), case(rows, "20 ms chunks, quiet"), case(rows, "20 ms chunks, each")
+    base, quiet, each = case(rows, "100 ms chunks"), case(rows, "20 ms chunks, quiet"), case(rows, "20 ms chunks, every")
     assert base["ratio"] == 1.0 and base["ms_cpu_per_audio_s"] > 0
     assert quiet["ms_cpu_per_audio_s"] > 0 and quiet["ratio"] > 0 and quiet["passed"] in (True, False)
     assert each["ms_cpu_per_audio_s"] > 0 and each["ratio"] > 0 and "passed" not in each

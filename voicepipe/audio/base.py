@@ -32,11 +32,11 @@ Optional, to skip decoding
     ``bytes(payload)`` decodes. An output that only needs the sample count (``null``) then never
     decodes; any other output gets ``bytes``.
 
-Optional, to send a quiet input in fewer appends
-    ``quiet`` (set by the audio plugin before ``open``, or left ``None``): an input that supports it
-    passes each chunk through ``quiet.feed(chunk)`` and yields only what that returns (``None``:
-    nothing now), then ``quiet.flush()`` when it ends, so that while nobody speaks the loop wakes
-    once per batch instead of once per chunk (:mod:`voicepipe.audio.quiet`). A yielded chunk may then
+Optional, to send steady input in fewer appends
+    ``batcher`` (set by the audio plugin before ``open``, or left ``None``): an input that supports
+    it passes each chunk through ``batcher.feed(chunk)`` and yields only what that returns
+    (``None``: nothing now), then ``batcher.flush()`` when it ends, so that in a steady silence or
+    sound the loop wakes once per batch instead of once per chunk (:mod:`voicepipe.audio.batching`). A yielded chunk may then
     be several chunks long.
 
 Optional, for the client echo reference
@@ -70,9 +70,9 @@ class AudioInput(abc.ABC):
     """A source of PCM16 mono chunks: a microphone, a file, a generator."""
 
     latency_s: float = 0.0
-    #: set by the audio plugin before ``open`` (a :class:`voicepipe.audio.quiet.QuietBatcher`):
-    #: an input that honours it yields what ``quiet.feed(chunk)`` hands on instead of each chunk
-    quiet: Any = None
+    #: set by the audio plugin before ``open`` (a :class:`voicepipe.audio.batching.InputBatcher`):
+    #: an input that honours it yields what ``batcher.feed(chunk)`` hands on instead of each chunk
+    batcher: Any = None
 
     @abc.abstractmethod
     async def open(self, sample_rate: int, frames_per_chunk: int) -> None: ...

@@ -247,9 +247,9 @@ class DeviceInput(AudioInput):
 
     def _captured(self, data: bytes) -> None:
         """A buffer from the device (called from the PortAudio callback)."""
-        quiet = self.quiet
-        if quiet is not None:
-            data = quiet.feed(data)  # held while quiet: the loop is not woken for it
+        batcher = self.batcher
+        if batcher is not None:
+            data = batcher.feed(data)  # while it waits, the loop is not woken for it
             if data is None:
                 return
         with contextlib.suppress(RuntimeError):  # the loop is closing
@@ -261,7 +261,7 @@ class DeviceInput(AudioInput):
         queue = self._queue
         rechunker = Rechunker(self.frames_per_chunk * SAMPLE_WIDTH)
         resampler = self._resampler
-        batched = self.quiet is not None
+        batched = self.batcher is not None
         while True:
             data = await queue.get()
             if data is None:
@@ -283,7 +283,7 @@ class DeviceInput(AudioInput):
         with contextlib.suppress(Exception):
             await asyncio.to_thread(self._stop_stream)
         if self._queue is not None:
-            held = self.quiet.flush() if self.quiet is not None else None
+            held = self.batcher.flush() if self.batcher is not None else None
             if held is not None:
                 self._queue.put_nowait(held)
             self._queue.put_nowait(None)

@@ -100,8 +100,8 @@ class PacedInput(AudioInput):
         started = self.clock()
         elapsed_frames = 0
         chunks = self.chunks()
-        if self.quiet is not None:
-            chunks = _batched(chunks, self.quiet)
+        if self.batcher is not None:
+            chunks = _batched(chunks, self.batcher)
         for chunk in chunks:
             if closed.is_set():
                 return
@@ -122,14 +122,14 @@ class PacedInput(AudioInput):
         self._alarm.ring()
 
 
-def _batched(chunks: Any, quiet: Any) -> Any:
-    """The chunks as the quiet batcher hands them on: a batch is yielded (and so paced) when the
+def _batched(chunks: Any, batcher: Any) -> Any:
+    """The chunks as the batcher hands them on: a batch is yielded (and so paced) when the
     last chunk in it would have been captured."""
     for chunk in chunks:
-        out = quiet.feed(chunk)
+        out = batcher.feed(chunk)
         if out is not None:
             yield out
-    rest = quiet.flush()
+    rest = batcher.flush()
     if rest is not None:
         yield rest
 

@@ -4,8 +4,8 @@ Profile section (every key optional)::
 
     audio:
       chunk_ms: 20               # input chunk length
-      quiet_batch_ms: 100        # while the input is quiet, send it in appends this long (0: never)
-      quiet_dbfs: -50            # quiet: no sample louder than this
+      batch_ms: 100              # steady silence or sound is sent in appends this long (0: never)
+      quiet_dbfs: -50            # silence: no sample louder than this
       truncate: true             # tell the service how much of an interrupted answer was heard
                                  #   (default: true unless the session uses auto_truncate)
       echo_reference: false      # send stereo input: microphone + the played signal (see below)
@@ -61,7 +61,7 @@ from typing import Any, Callable, Mapping, Optional
 import voicepipe
 from voicepipe.audio.base import AudioInput
 from voicepipe.audio.pcm import LazyPCM
-from voicepipe.audio.quiet import DEFAULT_BATCH_MS, DEFAULT_QUIET_DBFS, QuietBatcher
+from voicepipe.audio.batching import DEFAULT_BATCH_MS, DEFAULT_QUIET_DBFS, InputBatcher
 from voicepipe.clientevents import AudioAppend
 from voicepipe.errors import UsageError
 from voicepipe.lazyimport import lazy_module
@@ -83,7 +83,7 @@ SETTLE_S = 1.0
 MAX_ANSWER_S = 600.0
 #: items remembered for barge-in and milestones
 MAX_ITEMS = 200
-_SETTINGS_KEYS = ("chunk_ms", "quiet_batch_ms", "quiet_dbfs", "truncate", "echo_reference", "input", "output")
+_SETTINGS_KEYS = ("chunk_ms", "batch_ms", "quiet_dbfs", "truncate", "echo_reference", "input", "output")
 
 
 # -- backends ---------------------------------------------------------------------------------------
@@ -216,10 +216,10 @@ class AudioSettings:
         if not isinstance(chunk_ms, (int, float)) or isinstance(chunk_ms, bool) or not 0 < chunk_ms <= 1000:
             raise UsageError(f"audio.chunk_ms: expected milliseconds between 1 and 1000, got {chunk_ms!r}")
         self.chunk_ms = float(chunk_ms)
-        batch_ms = section.get("quiet_batch_ms", DEFAULT_BATCH_MS)
+        batch_ms = section.get("batch_ms", DEFAULT_BATCH_MS)
         if not isinstance(batch_ms, (int, float)) or isinstance(batch_ms, bool) or not 0 <= batch_ms <= 1000:
-            raise UsageError(f"audio.quiet_batch_ms: expected milliseconds from 0 to 1000, got {batch_ms!r}")
-        self.quiet_batch_ms = float(batch_ms)
+            raise UsageError(f"audio.batch_ms: expected milliseconds from 0 to 1000, got {batch_ms!r}")
+        self.batch_ms = float(batch_ms)
         dbfs = section.get("quiet_dbfs", DEFAULT_QUIET_DBFS)
         if not isinstance(dbfs, (int, float)) or isinstance(dbfs, bool) or not -96 <= dbfs <= 0:
             raise UsageError(f"audio.quiet_dbfs: expected a level in dBFS from -96 to 0, got {dbfs!r}")
@@ -278,7 +278,7 @@ class AudioSession:
         if settings.unknown:
             ctx.log.warning("audio_unknown_settings", keys=settings.unknown, known=list(_SETTINGS_KEYS))
         self.chunk_ms = settings.chunk_ms
-        self.quiet_batch_ms = settings.quiet_batch_ms
+        self.batch_ms = settings.batch_ms
         self.quiet_dbfs = settings.quiet_dbfs
         self.truncate_setting = settings.truncate
         self.echo_setting = settings.echo_reference
@@ -300,6 +300,8 @@ class AudioSession:
         self.echo: Any = None
         #: called with each microphone chunk (PCM16) when someone asked for it: the console's level meter
         self.level_listener: Optional[Callable[[bytes], None]] = None
+        #: the input's :class:`voicepipe.audio.batching.InputBatcher`, when it has one
+        self.batcher: Optional[InputBatcher] = None
 
         # what the session's turn detection does on barge-in (from session.updated)
         self.interrupt_response = True
@@ -421,9 +423,9 @@ class AudioSession:
                 self.output.write(pcm, item_id)
             if self._ending:
                 return
-            quiet = QuietBatcher(self.chunk_ms, self.quiet_batch_ms, self.quiet_dbfs)
-            if quiet.enabled and isinstance(self.input, AudioInput):
-                self.input.quiet = quiet
+            batcher = InputBatcher(self.chunk_ms, self.batch_ms, self.quiet_dbfs)
+            if batcher.enabled and isinstance(self.input, AudioInput):
+                self.input.batcher = self.batcher = batcher
             await self.input.open(self.input_rate, frames_for_ms(self.chunk_ms, self.input_rate))
         except UsageError as exc:
             self.fail(exc)
@@ -531,6 +533,10 @@ class AudioSession:
 
     def _bump(self) -> None:
         self._version += 1
+        if self.batcher is not None:  # while an answer is in progress, a barge-in must not wait
+            self.batcher.answering = self.active_response is not None or any(
+                not item.done and item.generated_bytes for item in self.items.values()
+            )
         if self._changed is not None:
             self._changed.set()
 

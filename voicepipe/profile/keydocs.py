@@ -276,11 +276,11 @@ DOCS: dict[str, tuple[str, str]] = {
     # -- audio ---------------------------------------------------------------------------------------
     "audio": (NOT_SET, "Where the user's audio comes from and the answers go (the built-in `audio` plugin)."),
     "audio.chunk_ms": ("20", "The length of each input chunk sent, in milliseconds."),
-    "audio.quiet_batch_ms": ("100", "Once the input has been quiet for a second, send it in appends this long "
-                                    "(milliseconds) instead of one per chunk; a sound is sent at once, with "
-                                    "what was held before it. 0 (or no more than `chunk_ms`) sends every chunk "
-                                    "as it comes."),
-    "audio.quiet_dbfs": ("-50", "What counts as quiet for `quiet_batch_ms`: no sample louder than this level "
+    "audio.batch_ms": ("100", "Steady input is sent in appends this long (milliseconds) instead of one per "
+                              "chunk: a silence after its first second, a sound after its first half second "
+                              "unless an answer is in progress. The rest leaves chunk by chunk, with what "
+                              "waited before it. 0 (or no more than `chunk_ms`) sends every chunk as it comes."),
+    "audio.quiet_dbfs": ("-50", "What counts as silence for `batch_ms`: no sample louder than this level "
                                 "(dBFS, 0 is full scale)."),
     "audio.truncate": ("true, unless `session.turn_detection.auto_truncate` is on",
                        "On barge-in, tell the service how much of the interrupted answer was heard "

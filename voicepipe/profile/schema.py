@@ -552,7 +552,7 @@ def _audio_checks(result: dict, node: Node, path: KeyPath, v: Check) -> None:
 AUDIO = Map(
     {
         "chunk_ms": Int(10, 200),
-        "quiet_batch_ms": Int(0, 1000),
+        "batch_ms": Int(0, 1000),
         "quiet_dbfs": Number(-96, 0, unit="dBFS"),
         "truncate": Bool(),
         "echo_reference": Bool(),

@@ -63,8 +63,8 @@ class CallerInput(AudioInput):
     The transport's reader calls :meth:`feed` with PCM16 mono at the session's input rate (known
     once :meth:`open` ran; :attr:`sample_rate` is ``None`` before) and :meth:`end` when the call
     ends. Chunks are yielded as they fill, so the caller's own pacing is the session's clock;
-    with :attr:`quiet` set, quiet chunks wait (in ``_pending``, under the same bound) until a sound
-    or a full batch wakes the reader, and then leave together.
+    with :attr:`batcher` set, chunks it lets wait stay in ``_pending`` (under the same bound) until
+    one that must leave, or a full batch, wakes the reader, and then leave together.
     """
 
     realtime = True
@@ -73,7 +73,7 @@ class CallerInput(AudioInput):
         self.sample_rate: Optional[int] = None
         self._chunk_bytes = 0
         self._pending = bytearray()
-        self._checked = 0  # bytes of _pending the quiet batcher has seen
+        self._checked = 0  # bytes of _pending the batcher has seen
         self._limit = 0
         self._ended = False
         self._closed = False
@@ -112,15 +112,15 @@ class CallerInput(AudioInput):
     def _check(self) -> None:
         """Wake the reader when a chunk is ready to leave."""
         size = self._chunk_bytes
-        if self.quiet is None:
+        if self.batcher is None:
             if len(self._pending) >= size:
                 self._wake.set()
             return
         pending = self._pending
-        while self._checked + size <= len(pending):  # held quiet chunks wake nobody
+        while self._checked + size <= len(pending):  # chunks that may wait wake nobody
             chunk = bytes(pending[self._checked : self._checked + size])
             self._checked += size
-            if not self.quiet.holds(chunk):
+            if not self.batcher.holds(chunk):
                 self._wake.set()
 
     def _drop(self, count: int) -> None:
@@ -139,10 +139,10 @@ class CallerInput(AudioInput):
         if self._wake is None:
             raise RuntimeError("open() the input before iterating over it")
         size = self._chunk_bytes
-        batched = self.quiet is not None
+        batched = self.batcher is not None
         while not self._closed:
             if batched and self._checked and self._wake.is_set():
-                # woken by a sound or a full batch: what was held leaves with it
+                # woken by a chunk that must leave, or a full batch: what waited leaves with it
                 chunk = bytes(self._pending[: self._checked])
                 del self._pending[: self._checked]
                 self._checked = 0

@@ -1,4 +1,4 @@
-"""A quiet input is sent in fewer appends: what is held, when it leaves, and that nothing changes."""
+"""Steady input is sent in fewer appends: what waits, when it leaves, and that nothing changes."""
 
 from __future__ import annotations
 
@@ -11,15 +11,16 @@ import wave
 import numpy as np
 import pytest
 
+from voicepipe.audio.batching import ONSET_S, QUIET_AFTER_S, InputBatcher, quiet_peak
 from voicepipe.audio.device import DeviceInput
 from voicepipe.audio.null import PacedInput
-from voicepipe.audio.quiet import QUIET_AFTER_S, QuietBatcher, quiet_peak
 from voicepipe.errors import UsageError
 
 RATE = 24000
 CHUNK_MS = 20
 FRAMES = RATE * CHUNK_MS // 1000
 HOLD_OFF = int(QUIET_AFTER_S * 1000 / CHUNK_MS)  # quiet chunks still sent one by one
+ONSET = int(ONSET_S * 1000 / CHUNK_MS)  # chunks of a sound still sent one by one
 
 
 def chunk(peak: int = 0, tag: int = 0) -> bytes:
@@ -31,7 +32,7 @@ def chunk(peak: int = 0, tag: int = 0) -> bytes:
     return samples.tobytes()
 
 
-def feed_all(batcher: QuietBatcher, chunks: list[bytes]) -> list[bytes]:
+def feed_all(batcher: InputBatcher, chunks: list[bytes]) -> list[bytes]:
     out = [sent for sent in map(batcher.feed, chunks) if sent is not None]
     rest = batcher.flush()
     return out + ([rest] if rest is not None else [])
@@ -40,16 +41,16 @@ def feed_all(batcher: QuietBatcher, chunks: list[bytes]) -> list[bytes]:
 def test_the_level_that_counts_as_quiet():
     peak = quiet_peak(-50)
     assert peak == int(32768 * 10 ** (-50 / 20)) == 103
-    batcher = QuietBatcher(CHUNK_MS, 100, -50)
+    batcher = InputBatcher(CHUNK_MS, 100, -50)
     assert batcher.is_quiet(bytes(2 * FRAMES))
     assert batcher.is_quiet(chunk(peak)) and batcher.is_quiet(chunk(-peak))
     assert not batcher.is_quiet(chunk(peak + 1)) and not batcher.is_quiet(chunk(-peak - 1))
     assert not batcher.is_quiet(chunk(-32768)) and not batcher.is_quiet(chunk(32767))
-    assert QuietBatcher(CHUNK_MS, 100, 0).is_quiet(chunk(32767))  # 0 dBFS: nothing is loud
+    assert InputBatcher(CHUNK_MS, 100, 0).is_quiet(chunk(32767))  # 0 dBFS: nothing is loud
 
 
 def test_quiet_chunks_are_held_after_a_second_and_a_sound_flushes_them_at_once():
-    batcher = QuietBatcher(CHUNK_MS, 100, -50)
+    batcher = InputBatcher(CHUNK_MS, 100, -50)
     loud = chunk(5000)
     quiet = [chunk(tag=i) for i in range(HOLD_OFF + 12)]
     stream = [loud] + quiet + [loud, loud] + quiet[:3]
@@ -68,11 +69,49 @@ def test_quiet_chunks_are_held_after_a_second_and_a_sound_flushes_them_at_once()
     assert batcher.flush() is None
 
 
+def test_a_long_sound_leaves_chunk_by_chunk_at_its_start_then_in_batches_and_its_end_at_once():
+    batcher = InputBatcher(CHUNK_MS, 100, -50)
+    quiet = [chunk(tag=i) for i in range(HOLD_OFF + 5)]
+    sound = [chunk(3000 + i) for i in range(ONSET + 12)]
+    for c in quiet:
+        batcher.feed(c)  # a steady quiet before it
+    out = [batcher.feed(c) for c in sound]
+    assert out[:ONSET] == sound[:ONSET]  # the start of speech: at once
+    assert out[ONSET : ONSET + 12] == [None] * 4 + [b"".join(sound[ONSET : ONSET + 5])] + [None] * 4 + [
+        b"".join(sound[ONSET + 5 : ONSET + 10])
+    ] + [None, None]
+    pause = chunk(tag=7)
+    assert batcher.feed(pause) == b"".join(sound[ONSET + 10 :]) + pause  # the end of the sound: at once
+    # a pause shorter than the hold-off is not a steady quiet: the sound goes on in batches
+    assert [batcher.feed(c) for c in sound[:4]] == [None] * 4
+    assert batcher.feed(sound[4]) == b"".join(sound[:5])
+
+
+def test_after_a_steady_quiet_a_new_sound_starts_chunk_by_chunk_again():
+    batcher = InputBatcher(CHUNK_MS, 100, -50)
+    sound = [chunk(3000 + i) for i in range(ONSET + 5)]
+    feed_all(batcher, sound + [chunk(tag=i) for i in range(HOLD_OFF + 1)])
+    out = [batcher.feed(c) for c in sound]
+    assert out[:ONSET] == sound[:ONSET] and out[ONSET:] == [None] * 4 + [b"".join(sound[ONSET:])]
+
+
+def test_while_an_answer_is_in_progress_every_sound_leaves_at_once():
+    batcher = InputBatcher(CHUNK_MS, 100, -50)
+    batcher.answering = True
+    sound = [chunk(3000 + i) for i in range(ONSET + 20)]
+    assert [batcher.feed(c) for c in sound] == sound
+    quiet = [chunk(tag=i) for i in range(HOLD_OFF + 5)]
+    out = [batcher.feed(c) for c in quiet]
+    assert out[HOLD_OFF:] == [None] * 4 + [b"".join(quiet[HOLD_OFF:])]  # silence still waits
+    batcher.answering = False
+    assert [batcher.feed(c) for c in sound[:ONSET + 1]] == sound[:ONSET] + [None]
+
+
 @pytest.mark.parametrize("batch_ms, expected_batch", [(100, 5), (60, 3), (30, 1), (0, 1), (1000, 50)])
 def test_every_byte_leaves_once_in_order(batch_ms, expected_batch):
     rng = np.random.default_rng(batch_ms)
     stream = [chunk(int(rng.choice([0, 50, 3000, -7000])), tag=i) for i in range(400)]
-    batcher = QuietBatcher(CHUNK_MS, batch_ms, -50)
+    batcher = InputBatcher(CHUNK_MS, batch_ms, -50)
     assert batcher.batch_chunks == expected_batch and batcher.enabled == (expected_batch > 1)
     out = feed_all(batcher, stream)
     assert b"".join(out) == b"".join(stream)
@@ -80,7 +119,7 @@ def test_every_byte_leaves_once_in_order(batch_ms, expected_batch):
 
 
 def test_the_end_of_an_input_flushes_what_is_held():
-    batcher = QuietBatcher(CHUNK_MS, 100, -50)
+    batcher = InputBatcher(CHUNK_MS, 100, -50)
     stream = [chunk(tag=i) for i in range(HOLD_OFF + 3)]
     out = feed_all(batcher, stream)
     assert out[-1] == b"".join(stream[HOLD_OFF:]) and b"".join(out) == b"".join(stream)
@@ -100,7 +139,7 @@ def test_a_paced_input_yields_a_batch_when_its_last_chunk_is_captured_never_befo
 
     async def main():
         source = ListInput(stream)
-        source.quiet = QuietBatcher(CHUNK_MS, 100, -50)
+        source.batcher = InputBatcher(CHUNK_MS, 100, -50)
         await source.open(RATE, FRAMES)
         started = time.monotonic()
         got = []
@@ -122,7 +161,7 @@ def test_an_unpaced_input_batches_the_same_way():
 
     async def main():
         source = ListInput(stream, realtime=False)
-        source.quiet = QuietBatcher(CHUNK_MS, 100, -50)
+        source.batcher = InputBatcher(CHUNK_MS, 100, -50)
         await source.open(RATE, FRAMES)
         return [data async for data in source]
 
@@ -157,7 +196,7 @@ def test_a_device_input_wakes_the_loop_once_per_batch_and_close_flushes_the_rest
 
     async def main():
         device = ThreadDevice(buffers)
-        device.quiet = QuietBatcher(CHUNK_MS, 100, -50)
+        device.batcher = InputBatcher(CHUNK_MS, 100, -50)
         await device.open(RATE, FRAMES)
         await asyncio.to_thread(device.done.wait, 5)
         queued = device._queue.qsize()  # what the device thread handed to the loop
@@ -182,9 +221,9 @@ def test_a_device_input_wakes_the_loop_once_per_batch_and_close_flushes_the_rest
 @pytest.mark.parametrize(
     "key, value, message",
     [
-        ("quiet_batch_ms", -1, "audio.quiet_batch_ms: expected milliseconds from 0 to 1000, got -1"),
-        ("quiet_batch_ms", "lots", "audio.quiet_batch_ms: expected milliseconds from 0 to 1000, got 'lots'"),
-        ("quiet_batch_ms", True, "audio.quiet_batch_ms: expected milliseconds from 0 to 1000, got True"),
+        ("batch_ms", -1, "audio.batch_ms: expected milliseconds from 0 to 1000, got -1"),
+        ("batch_ms", "lots", "audio.batch_ms: expected milliseconds from 0 to 1000, got 'lots'"),
+        ("batch_ms", True, "audio.batch_ms: expected milliseconds from 0 to 1000, got True"),
         ("quiet_dbfs", 3, "audio.quiet_dbfs: expected a level in dBFS from -96 to 0, got 3"),
         ("quiet_dbfs", -200, "audio.quiet_dbfs: expected a level in dBFS from -96 to 0, got -200"),
     ],
@@ -197,7 +236,7 @@ def test_bad_settings_name_the_key(key, value, message):
     assert str(raised.value) == message
 
 
-@pytest.mark.parametrize("text, error", [("quiet_batch_ms: 5000", "audio.quiet_batch_ms"),
+@pytest.mark.parametrize("text, error", [("batch_ms: 5000", "audio.batch_ms"),
                                          ("quiet_dbfs: loud", "audio.quiet_dbfs")])
 def test_the_profile_check_refuses_bad_values_with_file_and_line(tmp_path, text, error):
     from voicepipe.profile import load_profile
@@ -255,7 +294,7 @@ def test_a_caller_input_keeps_quiet_audio_until_a_sound_or_a_full_batch_wakes_th
 
     async def main():
         caller = CallerInput()
-        caller.quiet = QuietBatcher(CHUNK_MS, 100, -50)
+        caller.batcher = InputBatcher(CHUNK_MS, 100, -50)
         caller.feed(wire[:1000])  # before the session opened its input
         await caller.open(RATE, FRAMES)
         got = []
@@ -286,7 +325,7 @@ def test_a_quiet_caller_sending_too_fast_is_still_bounded():
 
     async def main():
         caller = CallerInput()
-        caller.quiet = QuietBatcher(CHUNK_MS, 1000, -50)
+        caller.batcher = InputBatcher(CHUNK_MS, 1000, -50)
         await caller.open(RATE, FRAMES)
         for _ in range(int(MAX_PENDING_S * 1000 / CHUNK_MS) * 3):
             caller.feed(bytes(2 * FRAMES))  # nobody reads
