@@ -14,23 +14,24 @@ is instantiated, so each session gets a fresh object (see :mod:`voicepipe.hooksp
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.util
 import inspect
 import os
 import re
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Iterable, Optional
+from typing import TYPE_CHECKING, Any, Iterable, NamedTuple, Optional
 
 import pluggy
 
 from voicepipe import hookspecs
 from voicepipe.errors import UsageError
 from voicepipe.functiontools import TypedToolsPlugin, typed_tools
+from voicepipe.lazyimport import lazy_module
+
+difflib = lazy_module("difflib", globals())  # did-you-mean hints, for errors only
 
 if TYPE_CHECKING:
     from voicepipe.profile import Profile
@@ -48,13 +49,12 @@ ENTRY_POINT_GROUP = "voicepipe"
 HOOK_PREFIX = "voicepipe_"
 
 
-@dataclass
-class PluginInfo:
+class PluginInfo(NamedTuple):  # not a dataclass: making one costs `voicepipe validate` half a millisecond
     """What ``voicepipe plugins`` shows about one loaded plugin."""
 
     name: str
     source: str  # "built-in", "entry point <dist>", a file path or a module name
-    hooks: list[str] = field(default_factory=list)
+    hooks: list[str]
 
 
 class VoicepipePluginManager(pluggy.PluginManager):
@@ -112,13 +112,13 @@ def _plugin_object(module: ModuleType) -> Any:
     return getattr(module, "plugin", module)
 
 
-@dataclass
-class PluginSet:
+class PluginSet:  # a plain class: making a dataclass costs `voicepipe validate` half a millisecond
     """The plugins a profile loads, imported once; :meth:`manager` makes a session's manager."""
 
-    profile: Optional[Profile]
-    #: ``(name, module or object or class, source)`` in registration order
-    entries: list[tuple[str, Any, str]] = field(default_factory=list)
+    def __init__(self, profile: Optional[Profile]) -> None:
+        self.profile = profile
+        #: ``(name, module or object or class, source)`` in registration order
+        self.entries: list[tuple[str, Any, str]] = []
 
     def manager(self) -> VoicepipePluginManager:
         """A new plugin manager: shared module plugins, and a new instance of each class plugin."""
