@@ -21,7 +21,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from types import ModuleType
+from types import FunctionType, MethodType, ModuleType
 from typing import TYPE_CHECKING, Any, Iterable, NamedTuple, Optional
 
 import pluggy
@@ -57,6 +57,10 @@ class PluginInfo(NamedTuple):  # not a dataclass: making one costs `voicepipe va
     hooks: list[str]
 
 
+#: what in a module's namespace can carry a ``@hookimpl`` marker for pluggy
+_MARKABLE = (FunctionType, MethodType, staticmethod, classmethod)
+
+
 class VoicepipePluginManager(pluggy.PluginManager):
     """A pluggy manager that treats every ``voicepipe_*`` function as a hook implementation."""
 
@@ -66,6 +70,12 @@ class VoicepipePluginManager(pluggy.PluginManager):
         self.sources: dict[str, str] = {}
 
     def parse_hookimpl_opts(self, plugin: Any, name: str):  # type: ignore[override]
+        if type(plugin) is ModuleType and not name.startswith(HOOK_PREFIX):
+            if not isinstance(plugin.__dict__.get(name), _MARKABLE):
+                # a module's constant, class or submodule: pluggy would find no hook either, after
+                # a static lookup of the name (inspect.getattr_static) that costs more, for the
+                # built-ins' few hundred names, than the rest of their registration
+                return None
         opts = super().parse_hookimpl_opts(plugin, name)
         if opts is None and name.startswith(HOOK_PREFIX):
             if callable(getattr(plugin, name, None)):
