@@ -48,9 +48,9 @@ examples:
 
 def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
     """The command line's parser; with ``only``, a command's name, the other commands are left out
-    (parsing one command's arguments needs no other's parser, and making them all is a tenth of
-    ``voicepipe validate``'s start). A name that is no command gets the whole parser, whose error
-    lists them all."""
+    (parsing one command's arguments needs no other's parser, and making them all took a few
+    milliseconds of ``voicepipe validate``'s start). A name that is no command gets the whole
+    parser, whose error lists them all."""
     parser = argparse.ArgumentParser(
         prog="voicepipe", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -207,9 +207,9 @@ def program() -> None:
 
     A command of :data:`PRINT_ONLY_COMMANDS` is a short process whose objects are nearly all
     imported modules' and live to its end, so the collector is kept out of its way: it runs rarely
-    (:data:`PRINT_ONLY_GC_THRESHOLD`; at the default it walked the growing heap dozens of times
-    while ``voicepipe validate`` imported), and what is alive at the end is moved out of its last
-    collections at exit (``gc.freeze()``). Together they were a fifth of ``validate``'s time. What
+    (:data:`PRINT_ONLY_GC_THRESHOLD`; at the default it ran a few dozen times while ``voicepipe
+    validate`` imported), and what is alive at the end is moved out of its last collections at
+    exit (``gc.freeze()``). Together they were a tenth of ``validate``'s time (10-15 ms). What
     those collections at exit are for, finalizers of objects in reference cycles (an unclosed
     file's flush), does not arise in a command that writes no file; any other command runs and
     exits with the collector as it is.
