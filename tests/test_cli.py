@@ -45,17 +45,68 @@ def test_help_lists_the_commands():
 def test_cli_start_up_imports_nothing_heavy():
     code = (
         "import sys, voicepipe.cli; "
-        "print(sorted(m for m in ('azure', 'aiohttp', 'numpy', 'structlog', 'yaml') if m in sys.modules))"
+        "print(sorted(m for m in ('azure', 'aiohttp', 'numpy', 'structlog', 'yaml', 'pluggy', 'inspect') if m in sys.modules))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert result.stdout.strip() == "[]"
 
 
+def test_help_imports_no_plugin_machinery():
+    loaded = modules_after(["--help"])
+    assert {"pluggy", "inspect", "yaml", "dataclasses"} & loaded == set()
+    assert "voicepipe.cli" in loaded  # it did run
+
+
+def test_a_command_s_parser_alone_parses_and_helps_as_the_whole_parser_does(capsys):
+    from voicepipe.cli import build_parser
+
+    whole = build_parser()
+    commands = next(a for a in whole._actions if a.dest == "command").choices
+    for name, parser in commands.items():
+        alone = build_parser(only=name)
+        assert next(a for a in alone._actions if a.dest == "command").choices.keys() == {name}
+        with pytest.raises(SystemExit):
+            alone.parse_args([name, "--help"])
+        assert capsys.readouterr().out == parser.format_help()
+    assert build_parser(only="vaildate").format_help() == whole.format_help()  # no such command: all of them
+    with pytest.raises(SystemExit) as done:
+        main(["vaildate", "x"])
+    assert done.value.code == 2
+    assert "invalid choice: 'vaildate' (choose from 'run', 'validate'," in capsys.readouterr().err
+
+
+def run_program(*args: str) -> list:
+    """``voicepipe ARGS`` through the program's entry; its exit code, whether the heap was frozen
+    and the collector's first threshold at the end."""
+    code = (
+        "import gc, sys\nfrom voicepipe.cli import program\n"
+        "try:\n    program()\n"
+        "except SystemExit as exit:\n"
+        "    print(exit.code, gc.get_freeze_count() > 0, gc.get_threshold()[0], file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    return result.stderr.split()[-3:]
+
+
+def test_the_program_keeps_the_collector_out_of_a_command_that_only_prints(tmp_path):
+    from voicepipe.cli import PRINT_ONLY_GC_THRESHOLD
+
+    threshold = str(PRINT_ONLY_GC_THRESHOLD)
+    assert run_program("validate", str(PROFILES / "ava.yaml")) == ["0", "True", threshold]
+    assert run_program("validate", str(tmp_path / "missing.yaml")) == ["2", "True", threshold]
+    assert run_program("--version") == ["0", "True", threshold]
+    # a command that writes files exits with the collector as it is
+    code, frozen, first = run_program("report", str(tmp_path / "no-run-folder"))
+    assert code == "2" and frozen == "False" and first != threshold
+
+
 #: what `voicepipe validate` has no use for: a session's modules (asyncio brings ssl and
 #: concurrent.futures), entry-point discovery's (importlib.metadata brings email, zipfile, csv)
-#: when no installed distribution declares voicepipe plugins, the SDK, audio and logging libraries
+#: when no installed distribution declares voicepipe plugins, the SDK, audio and logging libraries;
+#: logging (a full playback queue's warning) and difflib (did-you-mean hints) only when used
 VALIDATE_NEVER_IMPORTS = ("asyncio", "ssl", "concurrent.futures", "email", "zipfile", "csv", "azure", "aiohttp",
-                          "numpy", "soxr", "sounddevice", "pyaudio", "structlog", "jsonschema", "dotenv")
+                          "numpy", "soxr", "sounddevice", "pyaudio", "structlog", "jsonschema", "dotenv",
+                          "logging", "difflib")
 
 
 def modules_after(args: list, extra_path: str = "") -> set:

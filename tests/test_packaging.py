@@ -34,7 +34,7 @@ def test_every_package_folder_is_listed_in_pyproject():
 def test_distribution_name_is_voicepipe_live():
     from importlib.metadata import distribution
 
-    assert distribution("voicepipe-live").entry_points.select(group="console_scripts")["voicepipe"].value == "voicepipe.cli:main"
+    assert distribution("voicepipe-live").entry_points.select(group="console_scripts")["voicepipe"].value == "voicepipe.cli:program"
 
 
 @pytest.fixture(scope="module")

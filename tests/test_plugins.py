@@ -100,3 +100,22 @@ def test_entry_point_plugins_load_after_builtins(tmp_path, monkeypatch):
     assert infos[-1].source == "entry point voicepipe-extra 1.2"
     assert infos[-1].hooks == ["voicepipe_session_start"]
     assert [i.name for i in make_plugin_manager(fake_profile(tmp_path), autoload=False).describe()] == list(BUILTINS)
+
+
+def test_a_module_s_marked_function_of_another_name_is_found_and_its_other_names_are_not(tmp_path):
+    spec = write_plugin(tmp_path, "named.py", """\
+        from pathlib import Path
+        from voicepipe import hookimpl
+
+        LIMITS = {"voicepipe_event": 1}
+        Helper = Path
+
+        def helper(x):
+            return x
+
+        @hookimpl(specname="voicepipe_session_end")
+        def finish(ctx, reason):
+            pass
+        """)
+    pm = make_plugin_manager(fake_profile(tmp_path, [spec]), autoload=False)
+    assert next(i for i in pm.describe() if i.name == "named").hooks == ["voicepipe_session_end"]

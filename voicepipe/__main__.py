@@ -1,3 +1,3 @@
-from voicepipe.cli import main
+from voicepipe.cli import program
 
-raise SystemExit(main())
+program()

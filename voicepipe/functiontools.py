@@ -35,8 +35,7 @@ import re
 import sys
 import types
 import typing
-from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional
 
 from voicepipe.errors import UsageError
 
@@ -44,8 +43,7 @@ MARK = "__voicepipe_tool__"
 _SIMPLE = {str: "string", int: "integer", float: "number", bool: "boolean", dict: "object", list: "array"}
 
 
-@dataclass(frozen=True)
-class TypedTool:
+class TypedTool(NamedTuple):  # not a frozen dataclass: making that class costs a millisecond at start-up
     """A decorated function and the declaration built from it."""
 
     name: str

@@ -14,23 +14,24 @@ is instantiated, so each session gets a fresh object (see :mod:`voicepipe.hooksp
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.util
 import inspect
 import os
 import re
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
-from typing import TYPE_CHECKING, Any, Iterable, Optional
+from types import FunctionType, MethodType, ModuleType
+from typing import TYPE_CHECKING, Any, Iterable, NamedTuple, Optional
 
 import pluggy
 
 from voicepipe import hookspecs
 from voicepipe.errors import UsageError
 from voicepipe.functiontools import TypedToolsPlugin, typed_tools
+from voicepipe.lazyimport import lazy_module
+
+difflib = lazy_module("difflib", globals())  # did-you-mean hints, for errors only
 
 if TYPE_CHECKING:
     from voicepipe.profile import Profile
@@ -48,13 +49,16 @@ ENTRY_POINT_GROUP = "voicepipe"
 HOOK_PREFIX = "voicepipe_"
 
 
-@dataclass
-class PluginInfo:
+class PluginInfo(NamedTuple):  # not a dataclass: making one costs `voicepipe validate` half a millisecond
     """What ``voicepipe plugins`` shows about one loaded plugin."""
 
     name: str
     source: str  # "built-in", "entry point <dist>", a file path or a module name
-    hooks: list[str] = field(default_factory=list)
+    hooks: list[str]
+
+
+#: what in a module's namespace can carry a ``@hookimpl`` marker for pluggy
+_MARKABLE = (FunctionType, MethodType, staticmethod, classmethod)
 
 
 class VoicepipePluginManager(pluggy.PluginManager):
@@ -66,6 +70,12 @@ class VoicepipePluginManager(pluggy.PluginManager):
         self.sources: dict[str, str] = {}
 
     def parse_hookimpl_opts(self, plugin: Any, name: str):  # type: ignore[override]
+        if type(plugin) is ModuleType and not name.startswith(HOOK_PREFIX):
+            if not isinstance(plugin.__dict__.get(name), _MARKABLE):
+                # a module's constant, class or submodule: pluggy would find no hook either, after
+                # a static lookup of the name (inspect.getattr_static) that costs more, for the
+                # built-ins' few hundred names, than the rest of their registration
+                return None
         opts = super().parse_hookimpl_opts(plugin, name)
         if opts is None and name.startswith(HOOK_PREFIX):
             if callable(getattr(plugin, name, None)):
@@ -112,13 +122,13 @@ def _plugin_object(module: ModuleType) -> Any:
     return getattr(module, "plugin", module)
 
 
-@dataclass
-class PluginSet:
+class PluginSet:  # a plain class: making a dataclass costs `voicepipe validate` half a millisecond
     """The plugins a profile loads, imported once; :meth:`manager` makes a session's manager."""
 
-    profile: Optional[Profile]
-    #: ``(name, module or object or class, source)`` in registration order
-    entries: list[tuple[str, Any, str]] = field(default_factory=list)
+    def __init__(self, profile: Optional[Profile]) -> None:
+        self.profile = profile
+        #: ``(name, module or object or class, source)`` in registration order
+        self.entries: list[tuple[str, Any, str]] = []
 
     def manager(self) -> VoicepipePluginManager:
         """A new plugin manager: shared module plugins, and a new instance of each class plugin."""

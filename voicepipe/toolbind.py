@@ -10,7 +10,6 @@ that check off, since any tool may be its.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import threading
@@ -20,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from voicepipe.errors import ProfileError
 from voicepipe.lazyimport import lazy_module
+
+difflib = lazy_module("difflib", globals())  # did-you-mean hints, for errors only
 
 if TYPE_CHECKING:
     from voicepipe.profile import Profile

@@ -10,13 +10,15 @@ time of a few list operations and one copy.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import deque
 from typing import Any, Optional
 
 from voicepipe.audio.base import ItemPlayback
 from voicepipe.audio.pcm import SAMPLE_WIDTH, LazyPCM
+from voicepipe.lazyimport import lazy_module
+
+logging = lazy_module("logging", globals())  # for a full queue only: `voicepipe validate` needs none
 
 #: assistant items remembered for ``played_ms``; older ones are forgotten once none of their
 #: audio is queued (an item still waiting to be played is never forgotten)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import sys
 import time
 from typing import Any, Mapping, Optional, TextIO
@@ -32,9 +31,12 @@ from voicepipe.eventshape import mapping_or_empty as _mapping
 from voicepipe.eventshape import mapping_parts as _parts
 from voicepipe.eventshape import text_or_empty as _text
 from voicepipe.eventshape import text_or_none as _id
+from voicepipe.lazyimport import lazy_module
 from voicepipe.pipeline import event_fields
 from voicepipe.redact import REDACTOR
 from voicepipe.sessionclock import session_clock
+
+shutil = lazy_module("shutil", globals())  # a terminal's width, in a session only
 
 STASH_KEY = "console"
 TOOL_OUTPUT_SHOWN = 200  # characters of a tool output shown on its line

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
 from voicepipe import shipped
 from voicepipe.errors import ProfileError, UsageError
+from voicepipe.lazyimport import lazy_module
 from voicepipe.profile.interpolate import interpolate
 from voicepipe.profile.merge import apply_overrides, is_special_file, load_tree
 from voicepipe.profile.model import Profile
 from voicepipe.profile.nodes import Node, Problems, walk
 from voicepipe.profile.schema import auto_truncate_warning, profile_spec
 from voicepipe.profile.spec import INVALID, Check
+
+difflib = lazy_module("difflib", globals())  # did-you-mean hints, for errors only
 
 
 def load_profile(path: str | os.PathLike, overrides: Sequence[str] = (), *,

@@ -14,14 +14,13 @@ import stat
 from pathlib import Path
 from typing import Mapping, Optional, Sequence
 
-import yaml
-
 from voicepipe import shipped
 from voicepipe.errors import UsageError
 from voicepipe.profile.interpolate import interpolate
 from voicepipe.profile.nodes import KeyPath, Loc, Node, Problems, from_plain, show, to_plain
 from voicepipe.profile.schema import is_secret_key, known_keys, profile_spec, spec_at
 from voicepipe.profile.spec import did_you_mean
+from voicepipe.profile.yamlimport import yaml
 from voicepipe.profile.yamlload import parse_value, parse_yaml
 
 #: profile files an ``extends:`` tree may name in all (each one counted every time it is named):

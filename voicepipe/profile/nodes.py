@@ -6,15 +6,13 @@ Every value read from a file keeps where it was written (:class:`Loc`), so a pro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Iterator, Optional, Sequence, Union
+from typing import Any, Iterator, NamedTuple, Optional, Sequence, Union
 
 PathKey = Union[str, int]
 KeyPath = tuple  # of PathKey
 
 
-@dataclass(frozen=True)
-class Loc:
+class Loc(NamedTuple):  # not a frozen dataclass: making that class costs a millisecond at start-up
     """Where a value was set: ``file:line:col`` (1-based), a whole file, or a ``--set`` override."""
 
     file: str

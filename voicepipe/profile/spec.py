@@ -8,11 +8,13 @@ key below this one, which ``--set`` uses to refuse keys the schema does not know
 
 from __future__ import annotations
 
-import difflib
 import math
 from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
+from voicepipe.lazyimport import lazy_module
 from voicepipe.profile.nodes import KeyPath, Node, Problems, show, to_plain, walk
+
+difflib = lazy_module("difflib", globals())  # did-you-mean hints, for errors only
 
 INVALID = object()
 

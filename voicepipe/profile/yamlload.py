@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-import yaml
+from voicepipe.profile.yamlimport import yaml  # first: PyYAML imported the quick way
+
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 from yaml.resolver import Resolver
