@@ -249,6 +249,10 @@ def test_workers_without_gunicorn_is_a_one_line_error(capsys, monkeypatch):
         monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.setitem(sys.modules, "aiohttp.worker", None)
     monkeypatch.delitem(sys.modules, "voicepipe.serve.workers", raising=False)
+    import voicepipe.serve
+
+    # imported before (tests/test_eventloop.py): `from voicepipe.serve import workers` would find it here
+    monkeypatch.delattr(voicepipe.serve, "workers", raising=False)
     assert _one_line_error(capsys, "serve", str(DEMO), "--workers", "2") == (
         "voicepipe: --workers needs gunicorn: pip install 'voicepipe-live[serve]' (or leave out --workers)")
 

@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any, Iterator, Optional, Sequence
 
-from voicepipe import __version__
+from voicepipe import __version__, eventloop
 
 DESCRIPTION = """\
 Run Azure AI Voice Live sessions described by YAML profiles, through plugins.
@@ -233,6 +233,9 @@ def _command_of(argv: Sequence[str]) -> Optional[str]:
     no value), ``None`` for none."""
     return next((word for word in argv if not word.startswith("-")), None)
 
+#: the commands that run an event loop (see voicepipe.eventloop)
+LOOP_COMMANDS = ("run", "serve", "replay", "test", "emulator")
+
 
 def _dispatch(handler: Any, args: argparse.Namespace) -> int:
     from voicepipe.errors import ProfileError, VoicepipeError
@@ -240,6 +243,8 @@ def _dispatch(handler: Any, args: argparse.Namespace) -> int:
     try:
         if args.command not in ("init", "profiles", "devices", "schema"):
             _read_dotenv()
+        if args.command in LOOP_COMMANDS:
+            eventloop.chosen()  # a bad VOICEPIPE_LOOP ends here, before a run folder is made
         return handler(args)
     except ProfileError as exc:
         for problem in exc.problems:
@@ -338,8 +343,6 @@ def _load(path: str, overrides: Sequence[str]):
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import asyncio
-
     from voicepipe.connection import resolve_target
     from voicepipe.logsetup import configure_logging, shutdown_logging
     from voicepipe.plugins import configure_plugins, make_plugin_manager
@@ -370,7 +373,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         on_connected=None if args.quiet else lambda: print(where, file=sys.stderr, flush=True),
     )
     try:
-        return asyncio.run(runner.run())
+        return eventloop.run(runner.run())
     finally:
         shutdown_logging()
         if runner.connected and (profile.section("report") or {}).get("enabled", True):
@@ -539,11 +542,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         announce = lambda port: print_lines(describe(host, guard, args.host, port))  # noqa: E731
         if args.workers > 1:
             return workers.run_workers(options, host.drain_timeout_s, announce)
-        import asyncio
-
         from voicepipe.serve.server import serve
 
-        return asyncio.run(serve(host, guard, args.host, args.port, announce))
+        return eventloop.run(serve(host, guard, args.host, args.port, announce))
     finally:
         shutdown_logging()
         if temporary_metrics is not None:
@@ -560,7 +561,6 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    import asyncio
     from pathlib import Path
 
     from voicepipe.errors import UsageError
@@ -579,7 +579,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     run_dir = make_run_dir(profile, base=args.log_dir)
     configure_logging(run_dir)
     try:
-        return asyncio.run(replay(profile, source, run_dir, pm=pm))
+        return eventloop.run(replay(profile, source, run_dir, pm=pm))
     finally:
         shutdown_logging()
         print(f"replayed {source} into {_redact(str(run_dir))}", file=sys.stderr)
@@ -592,8 +592,6 @@ def _replay_profile():
 
 
 def cmd_test(args: argparse.Namespace) -> int:
-    import asyncio
-
     from voicepipe.conversation.output import print_result, print_summary
     from voicepipe.conversation.runner import run_many
     from voicepipe.conversation.spec import collect, load_conversation
@@ -620,7 +618,7 @@ def cmd_test(args: argparse.Namespace) -> int:
         return 2
     configure_logging(None, console_level="WARNING", session_files=True)
     try:
-        results = asyncio.run(run_many(conversations, jobs=args.jobs, on_result=print_result, overrides=args.set,
+        results = eventloop.run(run_many(conversations, jobs=args.jobs, on_result=print_result, overrides=args.set,
                                        pace=args.pace, log_dir=args.log_dir, report=not args.no_report))
     finally:
         shutdown_logging()

@@ -31,8 +31,9 @@ relies on are missing, every frame goes through the SDK.
 from __future__ import annotations
 
 import functools
-import json
 from typing import Any, Callable, Optional
+
+from voicepipe import framejson
 
 #: the SDK's ConnectionError message prefix for a frame it cannot parse (the runtime skips those)
 PARSE_ERROR_PREFIX = "Failed to parse message"
@@ -40,7 +41,6 @@ PARSE_ERROR_PREFIX = "Failed to parse message"
 #: the close reason :func:`receive` gives a server message over the client's size limit
 INCOMING_TOO_BIG = "a server message over the client's size limit"
 
-_loads = json.loads
 _new = object.__new__
 _MISSING = object()
 # what the short way does with a field's value
@@ -104,7 +104,7 @@ class EventParser:
         """The typed event of one frame; raises the SDK's ``ConnectionError`` for a frame that is
         not JSON or that the SDK cannot build, as ``recv()`` does."""
         try:
-            return self.build(_loads(raw.decode("utf-8") if type(raw) is bytes else raw))
+            return self.build(framejson.loads(raw))
         except (ValueError, TypeError) as exc:
             from azure.ai.voicelive.aio import ConnectionError as SDKConnectionError
 

@@ -35,6 +35,8 @@ from typing import Any, Iterable, Optional, Sequence
 
 import pytest
 
+from voicepipe import eventloop
+
 
 @dataclass
 class RunResult:
@@ -109,7 +111,7 @@ def run_profile(
     log = configure_logging(result.run_dir, console_level="WARNING")
     runner = SessionRunner(loaded, pm, result.run_dir, log, duration=duration)
     try:
-        result.exit_code = asyncio.run(runner.run())
+        result.exit_code = eventloop.run(runner.run())
     finally:
         result.reason = runner.stop_reason
         shutdown_logging()
@@ -209,7 +211,7 @@ class ConversationItem(pytest.Item):
             log_dir = self.config._tmp_path_factory.mktemp(conversation.name)  # noqa: SLF001 - pytest's own tmp
         configure_logging(None, console_level="WARNING", session_files=True)
         try:
-            result = asyncio.run(run_conversation(conversation, log_dir=log_dir))
+            result = eventloop.run(run_conversation(conversation, log_dir=log_dir))
         finally:
             shutdown_logging()
         if not result.passed:

@@ -24,6 +24,7 @@ import signal
 import sys
 from typing import Optional, Union
 
+from voicepipe import eventloop
 from voicepipe.emulator import defaults
 from voicepipe.emulator.connection import Connection
 from voicepipe.emulator.record import ConnectionRecord
@@ -250,7 +251,7 @@ def serve(
         package_log.addHandler(handler)
         package_log.setLevel(logging.INFO)
     try:
-        asyncio.run(main())
+        eventloop.run(main())
     except KeyboardInterrupt:
         pass
     return 0

@@ -20,7 +20,9 @@ from aiohttp.worker import GunicornWebWorker
 
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
+from gunicorn.workers.base import Worker
 
+from voicepipe import eventloop
 from voicepipe.serve.server import END_NOW_TIMEOUT_S, ServeOptions, make_host
 
 #: how much longer than the longest drain the master waits before it kills a worker
@@ -33,6 +35,16 @@ class DrainingWorker(GunicornWebWorker):
     host: Any = None
     _drain: Optional[asyncio.Task] = None
     _ending = False
+
+    def init_process(self) -> None:
+        """After the fork: ``GunicornWebWorker.init_process`` with the loop ``VOICEPIPE_LOOP``
+        chooses (uvloop when installed) instead of asyncio's (no loop policy set: asyncio
+        deprecates them)."""
+        if eventloop.chosen() == "asyncio":
+            return super().init_process()
+        self.loop = eventloop.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        Worker.init_process(self)  # gunicorn's, which calls self.run()
 
     def load_wsgi(self) -> None:
         super().load_wsgi()
