@@ -165,7 +165,10 @@ def machine() -> str:
                     break
     except OSError:
         pass
-    return f"{os.cpu_count()} CPUs (nproc) {cpu}, Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    from voicepipe import eventloop
+
+    return (f"{os.cpu_count()} CPUs (nproc) {cpu}, Python {platform.python_version()}, {platform.system()} "
+            f"{platform.release()}, event loop {eventloop.chosen()}")
 
 
 def results_section(rows: list[dict], when: str, where: str) -> str:

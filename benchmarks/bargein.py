@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from voicepipe import eventloop
 from benchmarks.harness import (
     ROOT,
     DispatchHarness,
@@ -117,7 +118,7 @@ async def measure_file(workdir: Path, iterations: int) -> dict:
 
 def file_row(workdir: Path, iterations: int) -> dict:
     with quiet_stdout():
-        stats = asyncio.run(measure_file(workdir, iterations))
+        stats = eventloop.run(measure_file(workdir, iterations))
     return {"benchmark": "barge-in", "case": "wav output (file clock): speech_started -> clear() returned",
             **stats, "result": f"p50 {stats['p50_ms']:.3f} ms, p99 {stats['p99_ms']:.3f} ms ({stats['samples']} barge-ins)",
             "goal": f"p99 <= {GOAL_FILE_P99_MS:g} ms", "passed": stats["p99_ms"] <= GOAL_FILE_P99_MS}
@@ -238,7 +239,7 @@ def device_goal_ms(stats: dict) -> float:
 
 def device_rows_here(workdir: Path, iterations: int) -> list[dict]:
     with quiet_stdout():
-        stats = asyncio.run(measure_device(workdir, iterations))
+        stats = eventloop.run(measure_device(workdir, iterations))
     goal = device_goal_ms(stats)
     return [{
         "benchmark": "barge-in",

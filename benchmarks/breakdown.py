@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from voicepipe import eventloop
 from benchmarks.harness import (
     BENCHMARK_KEY,
     IDLE_INPUT,
@@ -217,7 +218,7 @@ async def measure(url: str, workdir: Path, turns: int, passes: int) -> dict:
 def run(turns: int = 8, passes: int = 7) -> dict:
     with tempfile.TemporaryDirectory(prefix="voicepipe-bench-breakdown-") as tmp, \
             EmulatorProcess(speed=0) as emulator, benchmark_key(), quiet_stdout():
-        return asyncio.run(measure(emulator.url, Path(tmp), turns, passes))
+        return eventloop.run(measure(emulator.url, Path(tmp), turns, passes))
 
 
 def report(result: dict) -> str:

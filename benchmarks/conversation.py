@@ -37,6 +37,7 @@ import wave
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from voicepipe import eventloop
 from benchmarks.harness import (
     BENCHMARK_KEY,
     ROOT,
@@ -254,7 +255,7 @@ async def compare(url: str, workdir: Path, turns: int, turn_s: float, rounds: in
 def run(turns: int = 3, turn_s: float = 6.0, rounds: int = 2, peers: bool = True) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="voicepipe-bench-conversation-") as tmp, \
             EmulatorProcess(speed=1, scenario=SCENARIO) as emulator, benchmark_key(), quiet_stdout():
-        return asyncio.run(compare(emulator.url, Path(tmp), turns, turn_s, rounds, peers))
+        return eventloop.run(compare(emulator.url, Path(tmp), turns, turn_s, rounds, peers))
 
 
 if __name__ == "__main__":

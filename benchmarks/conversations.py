@@ -8,11 +8,11 @@ Every run must pass; a failed one makes the row an error.
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
 import time
 from pathlib import Path
 
+from voicepipe import eventloop
 from voicepipe.conversation.runner import run_many
 from voicepipe.conversation.spec import load_conversation
 from voicepipe.logsetup import configure_logging, shutdown_logging
@@ -24,7 +24,7 @@ EXAMPLE = ROOT / "conversations" / "concierge.conversation.yaml"
 def _measure(count: int, jobs: int, log_dir: Path) -> float:
     conversation = load_conversation(EXAMPLE)
     started = time.perf_counter()
-    results = asyncio.run(run_many([conversation] * count, jobs=jobs, log_dir=log_dir, autoload=False))
+    results = eventloop.run(run_many([conversation] * count, jobs=jobs, log_dir=log_dir, autoload=False))
     elapsed = time.perf_counter() - started
     failed = [r for r in results if not r.passed]
     if failed:

@@ -11,13 +11,13 @@ bookkeeping (so it is an upper bound of what the session itself grew).
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import tempfile
 import tracemalloc
 from pathlib import Path
 from typing import Any, Optional
 
+from voicepipe import eventloop
 from benchmarks.harness import (
     IDLE_INPUT,
     OUTPUT_RATE,
@@ -124,7 +124,7 @@ async def measure(url: str, workdir: Path, minutes: float, warm_up_minutes: floa
 def run(minutes: float = 32.0, warm_up_minutes: float = 2.0) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="voicepipe-bench-memory-") as tmp, \
             EmulatorProcess(speed=0) as emulator, benchmark_key(), quiet_stdout():
-        stats = asyncio.run(measure(emulator.url, Path(tmp), minutes, warm_up_minutes))
+        stats = eventloop.run(measure(emulator.url, Path(tmp), minutes, warm_up_minutes))
     growth = max(stats["traced_growth_mb"], stats["rss_growth_mb"])
     return [{
         "benchmark": "memory",

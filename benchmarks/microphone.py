@@ -15,13 +15,13 @@ ratio the median over the pairs:
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Optional
 
+from voicepipe import eventloop
 from benchmarks.harness import EmulatorProcess, benchmark_key, make_runner, quiet_stdout, write_profile
 from voicepipe.audio.pcm import SAMPLE_WIDTH, base64_length
 from voicepipe.metrics_stats import percentile
@@ -128,7 +128,7 @@ async def compare(url: str, workdir: Path, seconds: float, rounds: int) -> list[
 def run(seconds: float = 6.0, rounds: int = 5) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="voicepipe-bench-microphone-") as tmp, \
             EmulatorProcess(speed=1) as emulator, benchmark_key(), quiet_stdout():
-        return asyncio.run(compare(emulator.url, Path(tmp), seconds, rounds))
+        return eventloop.run(compare(emulator.url, Path(tmp), seconds, rounds))
 
 
 if __name__ == "__main__":

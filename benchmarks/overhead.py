@@ -21,7 +21,6 @@ then with one built-in at a time.
 
 from __future__ import annotations
 
-import asyncio
 import gc
 import tempfile
 import time
@@ -29,6 +28,7 @@ from base64 import b64decode
 from pathlib import Path
 from typing import Any, Optional
 
+from voicepipe import eventloop
 from benchmarks.harness import (
     BENCHMARK_KEY,
     IDLE_INPUT,
@@ -223,7 +223,7 @@ async def compare(url: str, workdir: Path, turns: int, rounds: int, breakdown: b
 def run(turns: int = 16, rounds: int = 7, breakdown: bool = True) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="voicepipe-bench-overhead-") as tmp, \
             EmulatorProcess(speed=0) as emulator, benchmark_key(), quiet_stdout():
-        return asyncio.run(compare(emulator.url, Path(tmp), turns, rounds, breakdown))
+        return eventloop.run(compare(emulator.url, Path(tmp), turns, rounds, breakdown))
 
 
 if __name__ == "__main__":

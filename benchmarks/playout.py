@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from voicepipe import eventloop
 from benchmarks.harness import DispatchHarness, ResponseScript, quiet_stdout
 from voicepipe.metrics_stats import percentile
 
@@ -62,7 +63,7 @@ async def measure(workdir: Path, responses: int, deltas: int) -> dict:
 
 def run(responses: int = 40, deltas: int = 50) -> list[dict]:
     with tempfile.TemporaryDirectory(prefix="voicepipe-bench-playout-") as tmp, quiet_stdout():
-        stats = asyncio.run(measure(Path(tmp), responses, deltas))
+        stats = eventloop.run(measure(Path(tmp), responses, deltas))
     return [{"benchmark": "playout", "case": "wav output: audio delta dispatched -> output.write()", **stats,
              "result": f"p50 {stats['p50_ms']:.3f} ms, p99 {stats['p99_ms']:.3f} ms ({stats['samples']} deltas)",
              "goal": f"p99 <= {GOAL_P99_MS:g} ms", "passed": stats["p99_ms"] <= GOAL_P99_MS}]

@@ -61,6 +61,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from voicepipe import eventloop
 from benchmarks.harness import EmulatorProcess, benchmark_key, quiet_stdout, rss_bytes, user_turn, write_profile
 
 MB = 1024 * 1024
@@ -399,7 +400,7 @@ def run_soak(
             benchmark_key(), quiet_stdout():
         assert emulator.proc is not None
         try:
-            asyncio.run(_soak(emulator.url, Path(tmp), emulator.proc.pid, figures, minutes, interval_s))
+            eventloop.run(_soak(emulator.url, Path(tmp), emulator.proc.pid, figures, minutes, interval_s))
         finally:
             figures.load_average.append(os.getloadavg()[0])
     return figures
