@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from voicepipe.audio import devices, errors
-from voicepipe.audio.devices import format_devices, resolve_device
+from voicepipe.audio.devicechoice import resolve_device
+from voicepipe.audio.devices import format_devices
 from voicepipe.errors import UsageError
 
 ROWS = [

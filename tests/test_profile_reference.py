@@ -15,7 +15,7 @@ import pytest
 import yaml
 from shipped_files import shipped_profiles
 
-from voicepipe import shipped
+from voicepipe import starter
 from voicepipe.cli import main
 from voicepipe.errors import ProfileError
 from voicepipe.profile import load_profile, reference, schema, sdkenums
@@ -159,7 +159,7 @@ def test_voicepipe_schema_prints_it_and_init_writes_it(tmp_path, capsys):
     assert (tmp_path / "s.json").read_text() == schema_text()
     assert main(["schema", "-o", str(tmp_path / "no" / "such" / "s.json")]) == 2
     assert "cannot write" in capsys.readouterr().err
-    written = shipped.init_project(tmp_path / "project")
+    written = starter.init_project(tmp_path / "project")
     assert tmp_path / "project" / "profile.schema.json" in written
     assert (tmp_path / "project" / "profile.schema.json").read_text() == schema_text()
     first = (tmp_path / "project" / "profiles" / "my-agent.yaml").read_text().splitlines()[0]

@@ -497,10 +497,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from voicepipe import shipped
+    from voicepipe import starter
 
     folder = Path(args.folder)
-    written = shipped.init_project(folder, force=args.force)
+    written = starter.init_project(folder, force=args.force)
     for path in written:
         print(f"wrote {path}")
     where = "" if folder.resolve() == Path.cwd() else f"cd {args.folder} && "

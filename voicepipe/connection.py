@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from voicepipe.errors import SessionError, UsageError
 
 if TYPE_CHECKING:
-    from voicepipe.profile import Profile
+    from voicepipe.profile.model import Profile
 
 API_KEY_ENV = "AZURE_VOICELIVE_API_KEY"
 EMULATOR = "emulator"

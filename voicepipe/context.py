@@ -13,7 +13,7 @@ asyncio = lazy_module("asyncio", globals())  # only a session needs it: `validat
 if TYPE_CHECKING:
     from structlog.stdlib import BoundLogger
 
-    from voicepipe.profile import Profile
+    from voicepipe.profile.model import Profile
 
 
 class SessionContext:

@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 
     from voicepipe.audio.base import AudioInput, AudioOutput
     from voicepipe.context import SessionContext
-    from voicepipe.profile import Profile
+    from voicepipe.profile.model import Profile
 
 hookspec = pluggy.HookspecMarker("voicepipe")
 

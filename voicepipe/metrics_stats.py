@@ -12,6 +12,16 @@ import math
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 PERCENTILES = (50, 90, 99)
+#: the per-turn latencies the metrics plugin measures (each record's ``*_ms`` keys), in table order
+LATENCY_METRICS = (
+    "voice_to_voice_ms",
+    "server_first_audio_ms",
+    "first_audio_from_create_ms",
+    "vad_tail_ms",
+    "playout_delay_ms",
+    "response_duration_ms",
+    "tool_ms",
+)
 PERCENTILE_METHOD = "nearest-rank"
 
 

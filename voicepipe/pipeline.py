@@ -30,7 +30,7 @@ from voicepipe.diskwrite import is_write_failure
 if TYPE_CHECKING:
     import pluggy
 
-    from voicepipe.profile import Profile
+    from voicepipe.profile.model import Profile
 
 DEFAULT_SLOW_HOOK_MS = 50.0
 #: an awaitable a hook returns is cancelled after this long; a plain hook that ran this long counts

@@ -40,7 +40,7 @@ from voicepipe.sessionclock import preset_clock
 if TYPE_CHECKING:
     import pluggy
 
-    from voicepipe.profile import Profile
+    from voicepipe.profile.model import Profile
 
 EVENTS_FILE = "events.jsonl"
 #: stop reasons that end a replay with exit code 0

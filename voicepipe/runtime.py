@@ -36,7 +36,7 @@ from voicepipe.serverevents import INCOMING_TOO_BIG, receive
 
 if TYPE_CHECKING:
     from voicepipe.plugins import VoicepipePluginManager
-    from voicepipe.profile import Profile
+    from voicepipe.profile.model import Profile
 
 DEFAULT_SESSION_TIMEOUT_S = 15.0
 #: the longest line typed at the terminal that is sent as a message (longer ones are dropped)

@@ -23,7 +23,7 @@ from voicepipe.lazyimport import lazy_module
 difflib = lazy_module("difflib", globals())  # did-you-mean hints, for errors only
 
 if TYPE_CHECKING:
-    from voicepipe.profile import Profile
+    from voicepipe.profile.model import Profile
 
 asyncio = lazy_module("asyncio", globals())  # only a session needs it: `validate` stays fast
 
@@ -149,7 +149,7 @@ def resolve_handler(target: str, base_dir: Path) -> Callable[..., Any]:
     """The callable ``target`` names: ``package.module:function`` or ``path/file.py:function``
     (a relative path is taken from ``base_dir``, then the working directory)."""
     from voicepipe.errors import UsageError
-    from voicepipe.plugins import import_file, resolve_file
+    from voicepipe.pyfiles import import_file, resolve_file
 
     module_name, _, attribute = target.rpartition(":")
     try:

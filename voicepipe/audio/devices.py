@@ -1,11 +1,10 @@
-"""Audio devices as the device backends see them: listing (``voicepipe devices``) and choosing one
-from a profile's ``device:`` value (``default``, an index, or part of a name)."""
+"""Audio devices as the device backends see them, listed (``voicepipe devices``); choosing one is
+:mod:`voicepipe.audio.devicechoice`."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
-from voicepipe.audio import errors
 from voicepipe.errors import UsageError
 
 DEVICE_BACKENDS = ("pyaudio", "sounddevice")
@@ -68,39 +67,3 @@ def format_devices(rows: list[dict]) -> str:
     widths = [max(len(line[i]) for line in table) for i in range(len(_COLUMNS))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in table]
     return "\n".join(lines)
-
-
-def resolve_device(rows: list[dict], spec: Any, direction: str, backend: str) -> dict:
-    """The device row a profile's ``device:`` names for ``direction`` (``input`` / ``output``).
-
-    ``default`` (or unset) is the system default; an integer (or a string of digits) is an index;
-    any other string is matched against the names, exactly first, then as a case-insensitive part.
-    """
-    channels_key = "max_input_channels" if direction == "input" else "max_output_channels"
-    default_key = "is_default_input" if direction == "input" else "is_default_output"
-    usable = [row for row in rows if int(row.get(channels_key) or 0) > 0]
-    if spec is None or (isinstance(spec, str) and spec.strip().lower() == "default"):
-        for row in usable:
-            if row.get(default_key):
-                return row
-        raise errors.no_device(direction, backend, "default", f"no default {direction} device")
-    if isinstance(spec, bool) or not isinstance(spec, (int, str)):
-        raise UsageError(
-            f"audio.{direction}.device: expected 'default', a device index or part of a device name, got {spec!r}"
-        )
-    if isinstance(spec, int) or spec.strip().isdigit():
-        index = int(spec)
-        for row in rows:
-            if row.get("index") == index:
-                if int(row.get(channels_key) or 0) <= 0:
-                    raise errors.no_device(direction, backend, index, f"{row.get('name')!r} has no {direction} channels")
-                return row
-        raise errors.no_device(direction, backend, index, "no device has this index")
-    wanted = spec.strip().lower()
-    exact = [row for row in usable if str(row.get("name", "")).lower() == wanted]
-    if exact:
-        return exact[0]
-    partial = [row for row in usable if wanted in str(row.get("name", "")).lower()]
-    if partial:
-        return partial[0]
-    raise errors.no_device(direction, backend, spec, f"no {direction} device name contains {spec!r}")

@@ -13,7 +13,7 @@ from typing import Any
 
 from voicepipe.audio import errors
 from voicepipe.audio.device import DeviceInput, DeviceOutput, choose_rate
-from voicepipe.audio.devices import resolve_device
+from voicepipe.audio.devicechoice import resolve_device
 from voicepipe.audio.pcm import frames_for_ms
 from voicepipe.errors import UsageError
 

@@ -90,22 +90,13 @@ from voicepipe.errors import UsageError
 from voicepipe.eventshape import finite_or_none as _finite
 from voicepipe.eventshape import mapping_or_empty as _mapping
 from voicepipe.eventshape import text_or_none as _id
-from voicepipe.metrics_stats import PERCENTILE_METHOD, add_usage, format_table, summarize
+from voicepipe.metrics_stats import LATENCY_METRICS, PERCENTILE_METHOD, add_usage, format_table, summarize
 from voicepipe.pipeline import event_fields
 
 STASH_KEY = "metrics"
 JSONL_NAME = "metrics.jsonl"
 SUMMARY_NAME = "metrics.json"
 
-LATENCY_METRICS = (
-    "voice_to_voice_ms",
-    "server_first_audio_ms",
-    "first_audio_from_create_ms",
-    "vad_tail_ms",
-    "playout_delay_ms",
-    "response_duration_ms",
-    "tool_ms",
-)
 AUDIO_METRICS = ("generated_ms", "played_ms")
 SUMMARY_METRICS = LATENCY_METRICS + AUDIO_METRICS
 

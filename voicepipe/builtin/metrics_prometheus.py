@@ -20,8 +20,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Mapping, Optional
 
-from voicepipe.builtin.metrics import LATENCY_METRICS
-from voicepipe.metrics_stats import token_breakdown
+from voicepipe.metrics_stats import LATENCY_METRICS, token_breakdown
 
 INSTALL_HINT = "pip install 'voicepipe-live[prometheus]'"
 LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
-from voicepipe.profile.reference import doc
+from voicepipe.profile.keydocs import doc
 from voicepipe.profile.sdkenums import SdkEnum
 from voicepipe.profile.spec import (
     Anything,

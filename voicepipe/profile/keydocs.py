@@ -377,3 +377,8 @@ DOCS: dict[str, tuple[str, str]] = {
     "tools.handlers": (NOT_SET, "Function tool names bound to a Python function: `module:function` or "
                                 "`path/file.py:function` (relative to the profile)."),
 }
+
+
+def doc(path: str) -> tuple[str, str]:
+    """(default, meaning) of a key path; a :class:`KeyError` for a key without documentation."""
+    return DOCS[path] if path in DOCS else TOP_LEVEL[path]

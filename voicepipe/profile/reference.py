@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional
 
-from voicepipe.profile.keydocs import DOCS, TOP_LEVEL
+from voicepipe.profile.keydocs import DOCS, TOP_LEVEL, doc
 from voicepipe.profile.spec import Either, ListOf, Map, Spec, Tagged
 
 DOC_FILE = Path("docs") / "profile-reference.md"
@@ -114,11 +114,6 @@ def missing_docs() -> list[str]:
     problems += [f"{path}: documented in voicepipe/profile/keydocs.py, but the schema has no such key"
                  for path in DOCS if path not in known]
     return problems
-
-
-def doc(path: str) -> tuple[str, str]:
-    """(default, meaning) of a key path; a :class:`KeyError` for a key without documentation."""
-    return DOCS[path] if path in DOCS else TOP_LEVEL[path]
 
 
 def _cell(text: str) -> str:

@@ -21,7 +21,7 @@ from voicepipe.serve.settings import DEFAULT_DRAIN_TIMEOUT_S, DEFAULT_MAX_SESSIO
 
 if TYPE_CHECKING:
     from voicepipe.plugins import PluginSet
-    from voicepipe.profile import Profile
+    from voicepipe.profile.model import Profile
     from voicepipe.runtime import SessionRunner
     from voicepipe.serve.transport import Transport
 
