@@ -254,6 +254,7 @@ def summarize(parts: Sequence[dict], sessions: int, emulator_cpu: float, early: 
         "passed": passed,
         "loop_lag_p50_ms": round(loop_p50, 2),
         "loop_lag_p99_ms": round(loop_p99, 2),
+        "loop_lag_p99_each_ms": [round(percentile(each, 99), 2) for each in ticks],
         "delivery_lag_p99_ms": round(percentile(ordered, 99), 2),
         "delivery_lag_max_ms": round(ordered[-1], 2),
         "lag_growth_ms": round(growth, 2),
@@ -436,7 +437,9 @@ def describe(step: dict) -> str:
         return f"{where}: {step['error']}"
     each = step.get("client_cpu_each") or [step["client_cpu"]]
     client = " + ".join(f"{cpu:.0%}" for cpu in each)
-    return (f"{where}: loop lag p99 {step['loop_lag_p99_ms']:.1f} ms, delivery lag p99 "
+    lags = step.get("loop_lag_p99_each_ms") or []
+    loop = f"{step['loop_lag_p99_ms']:.1f} ms" + (f" ({' / '.join(f'{lag:.1f}' for lag in lags)})" if len(lags) > 1 else "")
+    return (f"{where}: loop lag p99 {loop}, delivery lag p99 "
             f"{step['delivery_lag_p99_ms']:.1f} ms, growth {step['lag_growth_ms']:+.1f} ms, "
             f"{step['underruns']} underruns of {step['deltas']} deltas, CPU client {client} "
             f"emulator {step['emulator_cpu']:.0%}")

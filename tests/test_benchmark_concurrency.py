@@ -33,6 +33,7 @@ def test_one_late_process_fails_the_step():
     stalled = part([1.0] * 40, [1.0] * 98 + [80.0] * 2)  # 1% of the mixture, 2% of its own
     step = concurrency.summarize([calm, stalled], 2, 0.4, [])
     assert not step["passed"] and step["loop_lag_p99_ms"] == 80.0
+    assert step["loop_lag_p99_each_ms"] == [1.0, 80.0] and "loop lag p99 80.0 ms (1.0 / 80.0)" in concurrency.describe(step)
     late = concurrency.summarize([calm, part([1.0] * 39 + [60.0], [1.0] * 100)], 2, 0.4, [])
     assert not late["passed"] and late["underruns"] == 1
     assert "1 of 80 deltas later than 50 ms" in concurrency.why_failed(late)
