@@ -21,7 +21,7 @@ only counters and at most one partial frame, whatever the amount of audio.
 
 Every append of every session goes through :meth:`EnergyVad.feed`, so it decides cheaply what is
 clearly on one side of the threshold: a frame's energy (its exact sum of squares) is compared with
-the energy the threshold stands for, and only a frame within 0.01 dB of it is decided by the
+the energy the threshold stands for, and only a frame within 0.005 dB of it is decided by the
 formula above, in the float32 arithmetic it has always used; the decisions are the same.
 """
 
