@@ -47,7 +47,7 @@ def _sizes(quick: bool) -> dict[str, Callable[[], list[dict]]]:
             "barge-in": lambda: bargein.run(iterations=20, device_iterations=3),
             "playout": lambda: playout.run(responses=4, deltas=10),
             "memory": lambda: memory.run(minutes=1.0, warm_up_minutes=0.25),
-            "concurrency": lambda: concurrency.run(steps=(3,), window_s=2.0),
+            "concurrency": lambda: concurrency.run(steps=(3,), window_s=2.0, split_steps=(4,)),
             "start-up": lambda: startup.run(rounds=2),
             "conversations": lambda: conversations.run(count=2, jobs=2),
         }
@@ -215,7 +215,8 @@ ABOUT = """
    at least 30 simulated minutes of answers in one session at full speed.
 5. **Concurrency** (`benchmarks/concurrency.py`): the most sessions one process holds with the
    emulator at real-time pacing: no delta later than a 50 ms device buffer, event-loop lag p99 within
-   it, no growing delivery lag.
+   it, no growing delivery lag; and the most two client processes hold together (N/2 sessions each,
+   one verdict over both, the emulator still one process).
 6. **Start-up** (`benchmarks/startup.py`): `voicepipe --help` and `voicepipe validate` against
    `python -c pass`.
 7. **Microphone** (`benchmarks/microphone.py`): client CPU per second of audio sent, a session

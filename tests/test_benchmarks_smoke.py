@@ -21,6 +21,7 @@ QUICK_BARGE_INS = 20
 QUICK_DEVICE_BARGE_INS = 3
 QUICK_DELTAS = 4 * 10
 QUICK_SESSIONS = 3
+QUICK_SPLIT_SESSIONS = 4
 
 
 @pytest.fixture(scope="module")
@@ -157,17 +158,24 @@ def test_memory_row(quick):
     assert row["passed"] == (max(row["traced_growth_mb"], row["rss_growth_mb"]) < 5.0)
 
 
-def test_concurrency_row(quick):
-    row = case(rows_of(quick, "concurrency"), "sessions at real-time pacing")
-    (step,) = row["steps"]
-    assert step["sessions"] == QUICK_SESSIONS
-    assert step["deltas"] > 0 and step["ended_early"] == 0
-    assert 0 <= step["underruns"] <= step["deltas"]
-    assert step["loop_lag_p50_ms"] <= step["loop_lag_p99_ms"]
-    assert step["delivery_lag_p99_ms"] <= step["delivery_lag_max_ms"]
-    assert step["client_cpu"] > 0 and step["emulator_cpu"] > 0
-    assert row["max_sessions"] == (QUICK_SESSIONS if step["passed"] else 0)
-    assert row["passed"] is False  # 3 sessions are not the 100 of the goal
+def test_concurrency_rows(quick):
+    rows = rows_of(quick, "concurrency")
+    one = case(rows, "sessions at real-time pacing, ")
+    two = case(rows, "sessions at real-time pacing over 2 client processes")
+    for row, sessions, processes, goal in ((one, QUICK_SESSIONS, 1, 100), (two, QUICK_SPLIT_SESSIONS, 2, 200)):
+        (step,) = row["steps"]
+        assert "error" not in step, step
+        assert step["sessions"] == sessions and step["processes"] == processes
+        assert step["deltas"] > 0 and step["ended_early"] == 0
+        assert 0 <= step["underruns"] <= step["deltas"]
+        assert step["loop_lag_p50_ms"] <= step["loop_lag_p99_ms"]
+        assert step["delivery_lag_p99_ms"] <= step["delivery_lag_max_ms"]
+        assert len(step["client_cpu_each"]) == processes and all(cpu > 0 for cpu in step["client_cpu_each"])
+        assert step["emulator_cpu"] > 0
+        assert row["max_sessions"] == (sessions if step["passed"] else 0)
+        assert row["goal"] == f">= {goal} sessions"
+        assert row["passed"] is False  # a handful of sessions are not the goal's
+    assert "over 2 processes" in "\n".join(line for line in quick["stdout"].splitlines() if "N=4" in line)
 
 
 def test_startup_rows(quick):

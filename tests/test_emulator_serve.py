@@ -78,3 +78,27 @@ def test_a_negative_burst_is_one_clear_line():
     assert process.returncode == 2
     assert "emulator burst_ms: expected 0 or a positive number, got -5.0" in err
     assert "Traceback" not in err
+
+
+def test_the_command_keeps_no_records_of_what_it_served():
+    """A long-running ``voicepipe emulator`` keeps no per-event records and forgets closed
+    connections (tests' in-process emulators keep both)."""
+    from emulator_helpers import sdk_session
+    from voicepipe.emulator import Emulator
+
+    async def main(keep: bool):
+        async with Emulator(speed=0, keep_records=keep) as emulator:
+            for _ in range(2):
+                async with sdk_session(emulator) as conn:
+                    await conn.send({"type": "input_audio_buffer.append", "audio": "AAAA"})
+                    await conn.send({"type": "input_audio_buffer.clear"})
+                    assert (await recv(conn))["type"] == "input_audio_buffer.cleared"
+                    (live,) = [each.record for each in emulator._live]
+                    assert bool(live.client_events) == keep and bool(live.server_events) == keep
+            return emulator.served, emulator.connections
+
+    served, records = run(main(False))
+    assert served == 2 and records == []
+    served, records = run(main(True))
+    assert served == 2 and len(records) == 2
+    assert [e["type"] for e in records[0].client_events] == ["input_audio_buffer.append", "input_audio_buffer.clear"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from voicepipe.emulator.vad import EnergyVad, VadEvent, speech_likelihood
 
@@ -87,3 +88,52 @@ def test_reset_skip_and_memory_stay_small():
     assert len(vad._pending) < vad.frame_samples
     resumed = EnergyVad(16000, timeline_ms=vad.position_ms, prefix_padding_ms=0)
     assert resumed.feed(tone(100, -20, 16000))[0].ms == vad.position_ms
+
+
+@pytest.mark.parametrize("threshold", [0.01, 0.3, 0.5, 0.8, 1.0])
+@pytest.mark.parametrize("chunk", [480, 977])
+def test_the_cheap_decision_is_the_formulas(threshold, chunk):
+    """Frames are decided by their exact energy unless they are at the threshold itself; every
+    decision is the one the float32 formula makes, including frames a hair either side of it."""
+    from voicepipe.emulator.vad import energy_bounds, voiced_by_formula
+
+    n = RATE // 100
+    rng = np.random.default_rng(7)
+    level = int(32768 * 10 ** ((-60 + 45 * threshold) / 20))
+    frames = []
+    for k in range(n + 1):  # RMS from `level` to `level + 1` in small steps, across the threshold
+        frame = np.full(n, level, dtype=np.int16)
+        frame[:k] += 1
+        frames.append(frame * rng.choice(np.array([-1, 1], dtype=np.int16), n))
+    for dbfs in rng.uniform(-80, 0, 200):  # and noise at any level, silence, full scale
+        frames.append(np.clip(rng.normal(0, 32768 * 10 ** (dbfs / 20), n), -32768, 32767).astype(np.int16))
+    frames += [np.zeros(n, dtype=np.int16), np.full(n, 32767, dtype=np.int16), np.full(n, -32768, dtype=np.int16)]
+    order = rng.permutation(len(frames))
+    frames = np.stack([frames[i] for i in order])
+
+    decided = voiced_by_formula(frames, threshold).tolist()
+    expected, previous = [], False
+    for index, voiced in enumerate(decided):  # 10 ms to start, 10 ms to stop, no padding: every change
+        if voiced and not previous:
+            expected.append(VadEvent("start", index * 10))
+        elif previous and not voiced:
+            expected.append(VadEvent("stop", index * 10))
+        previous = voiced
+    vad = EnergyVad(RATE, threshold=threshold, prefix_padding_ms=0, silence_duration_ms=10, speech_duration_ms=10)
+    assert feed_in_chunks(vad, frames.reshape(-1), chunk) == expected
+    assert True in decided and False in decided
+
+    low, high = energy_bounds(threshold, n)
+    energy = (frames.astype(np.float64) ** 2).sum(axis=1)
+    assert ((energy >= low) & (energy <= high)).any()  # some frames were left to the formula
+
+
+def test_a_threshold_off_the_scale_is_decided_by_the_formula_alone():
+    from voicepipe.emulator.vad import energy_bounds
+
+    assert energy_bounds(0.0, 240) is None and energy_bounds(1.5, 240) is None
+    assert energy_bounds(float("nan"), 240) is None
+    everything = EnergyVad(RATE, threshold=0.0, prefix_padding_ms=0, speech_duration_ms=10)
+    assert feed_in_chunks(everything, silence(100)) == [VadEvent("start", 0)]  # likelihood 0 >= 0
+    nothing = EnergyVad(RATE, threshold=1.5, prefix_padding_ms=0, speech_duration_ms=10)
+    assert feed_in_chunks(nothing, np.full(2400, 32767, dtype=np.int16)) == []

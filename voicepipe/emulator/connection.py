@@ -35,6 +35,7 @@ from voicepipe.emulator.events import (
 )
 from voicepipe.emulator.faults import FaultPlan
 from voicepipe.emulator.formats import bytes_per_sample, decode_input, input_rate
+from voicepipe.emulator.frames import event_text
 from voicepipe.emulator.pacing import Pacing
 from voicepipe.emulator.record import ConnectionRecord
 from voicepipe.emulator.responses import PlannedCall, Response, ResponsePlan
@@ -222,7 +223,7 @@ class Connection:
             if isinstance(event, str):
                 await self.ws.send_str(event)
                 return True
-            await self.ws.send_str(json.dumps(event))
+            await self.ws.send_str(event_text(event))
         except (ConnectionError, RuntimeError):
             self._closing = True
             return False

@@ -16,11 +16,13 @@ class ConnectionRecord:
     past ``MAX_RECORDED`` events the oldest tenth is dropped). ``closed`` is set when the
     connection has ended; ``close_code`` is the WebSocket close code when known. ``number`` counts
     connection attempts from 1 (refused ones included); ``query`` holds the URL query parameters
-    (``api-version``, ``model``, ``agent-name``…); ``session`` is the effective session.
+    (``api-version``, ``model``, ``agent-name``…); ``session`` is the effective session. With
+    ``keep_events`` false no events are kept (both lists stay empty).
     """
 
-    def __init__(self, number: int, query: dict[str, str]):
+    def __init__(self, number: int, query: dict[str, str], keep_events: bool = True):
         self.number = number
+        self.keep_events = keep_events
         self.query = query
         self.client_events: list[dict] = []
         self.server_events: list[dict] = []
@@ -33,10 +35,12 @@ class ConnectionRecord:
         return f"<ConnectionRecord #{self.number} {state}, {len(self.client_events)} in, {len(self.server_events)} out>"
 
     def received(self, event: dict) -> None:
-        _keep(self.client_events, _without_audio(event))
+        if self.keep_events:
+            _keep(self.client_events, _without_audio(event))
 
     def sent(self, event: dict) -> None:
-        _keep(self.server_events, event)
+        if self.keep_events:
+            _keep(self.server_events, event)
 
 
 def _keep(events: list, event: dict) -> None:

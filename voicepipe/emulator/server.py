@@ -80,7 +80,10 @@ class Emulator:
     ``output_audio_format`` says otherwise), each preceded by the transcript words that start in
     it. ``port`` 0 picks a free port. After :meth:`start`, :attr:`url` is what to pass to
     ``connect(endpoint=…)`` and :attr:`connections` holds one
-    :class:`~voicepipe.emulator.record.ConnectionRecord` per accepted connection.
+    :class:`~voicepipe.emulator.record.ConnectionRecord` per accepted connection; with
+    ``keep_records`` false (the ``voicepipe emulator`` command, which never reads them) records keep
+    no events and are dropped when their connection closes, so a long-running emulator's memory
+    does not grow with every connection it has served (:attr:`served` counts them).
     """
 
     def __init__(
@@ -92,6 +95,7 @@ class Emulator:
         burst_ms: Optional[float] = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        keep_records: bool = True,
     ):
         if scenario is None:
             scenario = Scenario()
@@ -106,6 +110,8 @@ class Emulator:
         self.host = host
         self.port = port
         self.connections: list[ConnectionRecord] = []
+        self.keep_records = keep_records
+        self.served = 0
         self._attempts = itertools.count(1)
         self._live: set[Connection] = set()
         self._runner = None
@@ -182,8 +188,10 @@ class Emulator:
         if not ws.can_prepare(request).ok:
             return web.Response(status=426, text="Expected a WebSocket upgrade.", headers={"Upgrade": "websocket"})
         await ws.prepare(request)
-        record = ConnectionRecord(number, dict(request.query))  # in memory only, for tests; never logged
-        self.connections.append(record)
+        record = ConnectionRecord(number, dict(request.query), keep_events=self.keep_records)  # never logged
+        self.served += 1
+        if self.keep_records:
+            self.connections.append(record)
         conn = Connection(
             ws,
             record,
@@ -217,7 +225,8 @@ def serve(
     burst_ms: Optional[float] = None,
 ) -> int:
     """Run the emulator until Ctrl+C or SIGTERM (the ``voicepipe emulator`` command); exit code."""
-    emulator = Emulator(scenario, api_key=api_key, speed=speed, burst_ms=burst_ms, host=host, port=port)
+    emulator = Emulator(scenario, api_key=api_key, speed=speed, burst_ms=burst_ms, host=host, port=port,
+                        keep_records=False)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -242,7 +251,7 @@ def serve(
             await stop.wait()
         finally:
             await emulator.stop()
-            print(f"voicepipe emulator stopped ({len(emulator.connections)} connection(s) served)", flush=True)
+            print(f"voicepipe emulator stopped ({emulator.served} connection(s) served)", flush=True)
 
     package_log = logging.getLogger("voicepipe.emulator")
     if not package_log.handlers:

@@ -18,6 +18,11 @@ duration); ``None`` keeps the plain energy detector (``server_vad``).
 All times are milliseconds of audio appended since the session began, so the events come out the
 same whether the client streams in real time or pushes a whole file at once. The detector keeps
 only counters and at most one partial frame, whatever the amount of audio.
+
+Every append of every session goes through :meth:`EnergyVad.feed`, so it decides cheaply what is
+clearly on one side of the threshold: a frame's energy (its exact sum of squares) is compared with
+the energy the threshold stands for, and only a frame within 0.005 dB of it is decided by the
+formula above, in the float32 arithmetic it has always used; the decisions are the same.
 """
 
 from __future__ import annotations
@@ -39,10 +44,32 @@ class VadEvent:
     ms: int
 
 
+#: relative width, in energy, of the band around the threshold decided by the formula (±0.004 dB)
+SURE_MARGIN = 1e-3
+_EMPTY = np.zeros(0, dtype=np.int16)
+
+
 def speech_likelihood(rms: np.ndarray) -> np.ndarray:
     """RMS (int16 full scale = 32768) → 0…1, linear in dBFS between the floor and the ceiling."""
     dbfs = 20.0 * np.log10(np.maximum(rms, 1e-3) / 32768.0)
     return np.clip((dbfs - FLOOR_DBFS) / (CEILING_DBFS - FLOOR_DBFS), 0.0, 1.0)
+
+
+def voiced_by_formula(frames: np.ndarray, threshold: float) -> np.ndarray:
+    """Whether each row of int16 ``frames`` is voiced: its RMS's likelihood reaches ``threshold``."""
+    wide = frames.astype(np.float32)
+    return speech_likelihood(np.sqrt(np.mean(wide * wide, axis=1))) >= threshold
+
+
+def energy_bounds(threshold: float, frame_samples: int) -> "tuple[float, float] | None":
+    """Sums of squares of a frame below which it is surely unvoiced and above which it is surely
+    voiced at ``threshold``; ``None`` when the threshold is not in (0, 1] (every frame is then
+    decided by the formula)."""
+    if not 0.0 < threshold <= 1.0:
+        return None
+    dbfs = FLOOR_DBFS + threshold * (CEILING_DBFS - FLOOR_DBFS)
+    energy = frame_samples * 32768.0**2 * 10.0 ** (dbfs / 10.0)
+    return energy * (1.0 - SURE_MARGIN), energy * (1.0 + SURE_MARGIN)
 
 
 class EnergyVad:
@@ -74,6 +101,7 @@ class EnergyVad:
         self._last_voiced_end = 0  # frame index just after the last voiced frame
         self._silent = 0
         self._needed = self.silence_frames  # silent frames that end the current speech
+        self._bounds = energy_bounds(self.threshold, self.frame_samples)
 
     @property
     def position_ms(self) -> int:
@@ -85,11 +113,24 @@ class EnergyVad:
         if len(self._pending):
             samples = np.concatenate([self._pending, samples])
         whole = len(samples) // self.frame_samples * self.frame_samples
-        self._pending = samples[whole:].copy()
+        self._pending = samples[whole:].copy() if whole < len(samples) else _EMPTY
         if not whole:
             return []
-        frames = samples[:whole].astype(np.float32).reshape(-1, self.frame_samples)
-        voiced = speech_likelihood(np.sqrt(np.mean(frames * frames, axis=1))) >= self.threshold
+        frames = samples[:whole].reshape(-1, self.frame_samples)
+        bounds = self._bounds
+        if bounds is None:
+            voiced = voiced_by_formula(frames, self.threshold)
+        else:
+            wide = frames.astype(np.float64)  # exact: a frame's squares of int16 sum far below 2**53
+            energy = np.add.reduce(wide * wide, axis=1)
+            if not self.speaking and energy.max() < bounds[0]:
+                # nothing voiced and no speech to end: only the timeline moves
+                self._frames += len(energy)
+                self._run_start, self._run_length = None, 0
+                return []
+            voiced = energy > bounds[1]
+            if ((energy >= bounds[0]) != voiced).any():  # a frame at the threshold itself
+                voiced = voiced_by_formula(frames, self.threshold)
         events: list[VadEvent] = []
         for is_voiced in voiced.tolist():
             index = self._frames

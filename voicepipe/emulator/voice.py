@@ -16,7 +16,6 @@ per-delta work at serving time is only sending a ready string.
 
 from __future__ import annotations
 
-import base64
 import functools
 import logging
 import math
@@ -32,6 +31,7 @@ from typing import Optional
 import numpy as np
 
 from voicepipe.emulator.formats import encode_output, normalise_format, output_rate
+from voicepipe.emulator.frames import b64text
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +304,7 @@ def _build_spoken(text: str, fmt: str, engine: str) -> SpokenText:
         steps.append(
             AudioStep(
                 transcript=speech.pieces[first:piece_index],
-                audio_b64=base64.b64encode(encode_output(chunk, fmt)).decode("ascii"),
+                audio_b64=b64text(encode_output(chunk, fmt)),
                 start_ms=start_ms,
                 duration_ms=end_ms - start_ms,
             )
