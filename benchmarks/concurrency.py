@@ -45,6 +45,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from voicepipe import eventloop
 from benchmarks.harness import (
     OUTPUT_RATE,
     ROOT,
@@ -465,7 +466,7 @@ def row(steps: tuple, window_s: float, processes: int) -> dict:
     """One row: its steps climbed against an emulator of its own."""
     with tempfile.TemporaryDirectory(prefix="voicepipe-bench-concurrency-") as tmp, \
             EmulatorProcess(speed=1, scenario=SCENARIO) as emulator, benchmark_key(), quiet_stdout():
-        results = asyncio.run(climb(emulator, Path(tmp), tuple(steps), window_s, processes))
+        results = eventloop.run(climb(emulator, Path(tmp), tuple(steps), window_s, processes))
     passing = [r for r in results if r["passed"]]
     best = passing[-1] if passing else None
     failed = next((r for r in results if not r["passed"]), None)
@@ -518,7 +519,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.profile is None or args.sessions is None or args.workdir is None:
             parser.error("--child needs --profile, --sessions and --workdir")
         try:
-            return asyncio.run(child_main(args.profile, args.sessions, args.window, args.workdir))
+            return eventloop.run(child_main(args.profile, args.sessions, args.window, args.workdir))
         except Exception as exc:  # the parent shows the last stderr lines
             print(f"client process: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
             return 1

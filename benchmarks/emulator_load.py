@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from voicepipe import eventloop
 from benchmarks.harness import (
     ANSWER,
     BENCHMARK_KEY,
@@ -166,7 +167,7 @@ def measure(source: Path, connections: int, seconds: float, chunk_ms: int, answe
                 raise RuntimeError(f"the emulator of {source} did not start: {line.strip() or 'no output'}")
             base = line.split(" on ", 1)[1].strip()
             url = "ws" + base[len("http"):] + "/voice-live/realtime?api-version=2025-10-01&model=gpt-realtime"
-            result = asyncio.run(Load(url, connections, seconds, chunk_ms).run(proc.pid))
+            result = eventloop.run(Load(url, connections, seconds, chunk_ms).run(proc.pid))
         finally:
             proc.terminate()
             try:

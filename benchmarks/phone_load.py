@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from voicepipe import eventloop
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 AUTH_TOKEN = "benchmark-token-0000000000000000"
@@ -113,7 +115,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.far_ends:
         far_ends = _far_ends if args.kind == "twilio" else _browser_far_ends
-        asyncio.run(far_ends(args.far_ends, args.calls, args.seconds))
+        eventloop.run(far_ends(args.far_ends, args.calls, args.seconds))
         return
     from voicepipe.logsetup import configure_logging, shutdown_logging
 
@@ -121,11 +123,11 @@ def main() -> None:
     configure_logging(None, console_level="ERROR", session_files=True)
     try:
         with tempfile.TemporaryDirectory() as warm_dir:  # imports, the emulator's voice, first calls
-            asyncio.run(_served_cpu("web", 1, 3.0, warm_dir))
-            asyncio.run(_served_cpu("twilio", 1, 3.0, warm_dir))
+            eventloop.run(_served_cpu("web", 1, 3.0, warm_dir))
+            eventloop.run(_served_cpu("twilio", 1, 3.0, warm_dir))
         with tempfile.TemporaryDirectory() as phones_dir, tempfile.TemporaryDirectory() as base_dir:
-            baseline = asyncio.run(_served_cpu("web", args.calls, args.seconds, base_dir))
-            phones = asyncio.run(_served_cpu("twilio", args.calls, args.seconds, phones_dir))
+            baseline = eventloop.run(_served_cpu("web", args.calls, args.seconds, base_dir))
+            phones = eventloop.run(_served_cpu("twilio", args.calls, args.seconds, phones_dir))
             latency = _latency(phones_dir)
     finally:
         shutdown_logging()

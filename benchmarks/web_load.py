@@ -42,6 +42,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from voicepipe import eventloop
+
 ROOT = Path(__file__).resolve().parent.parent
 BUFFER_MS = 50.0
 FRAME_MS = 20
@@ -230,7 +232,7 @@ def serve(profile: str) -> None:
         print(f"ws://127.0.0.1:{port}/{served[0].name}/ws", flush=True)
         await asyncio.Event().wait()
 
-    asyncio.run(main())
+    eventloop.run(main())
 
 
 @contextlib.contextmanager
@@ -298,14 +300,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     steps = [int(n) for n in args.steps.split(",") if n]
     if args.url:
         for n in steps:
-            step = asyncio.run(run_step(args.url, n, args.window))
+            step = eventloop.run(run_step(args.url, n, args.window))
             print(describe(step), flush=True)
             if step.late_frames or step.failed:
                 break
         return 0
     with tempfile.TemporaryDirectory(prefix="voicepipe-web-load-") as tmp, benchmark_key(), \
             EmulatorProcess(speed=1, scenario=SCENARIO) as emulator, server_process(Path(tmp), emulator.url) as (proc, url):
-        step = asyncio.run(run_step([url], args.latency_sessions, args.window, keep_arrivals=True))
+        step = eventloop.run(run_step([url], args.latency_sessions, args.window, keep_arrivals=True))
         probe = Path(tmp) / "probe"
         for _ in range(100):  # the callers hung up: their sessions end and write the probe files
             if len(list(probe.glob("*.json"))) >= args.latency_sessions:
@@ -322,7 +324,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         with tempfile.TemporaryDirectory(prefix="voicepipe-web-load-") as tmp, benchmark_key(), \
                 EmulatorProcess(speed=1, scenario=SCENARIO) as emulator, server_process(Path(tmp), emulator.url) as (proc, url):
             cpu0, ecpu0, t0 = process_cpu_seconds(proc.pid), emulator.cpu_seconds(), time.monotonic()
-            step = asyncio.run(run_step([url], n, args.window))
+            step = eventloop.run(run_step([url], n, args.window))
             elapsed = time.monotonic() - t0
             cpu = (process_cpu_seconds(proc.pid) - cpu0) / elapsed * 100
             ecpu = (emulator.cpu_seconds() - ecpu0) / elapsed * 100
@@ -366,7 +368,7 @@ def load_workers(steps: list[int], window: float, workers: int) -> int:
                     except OSError:
                         time.sleep(0.1)
                 cpu0, ecpu0, t0 = _tree_cpu(proc.pid), emulator.cpu_seconds(), time.monotonic()
-                step = asyncio.run(run_step([f"ws://127.0.0.1:{port}/benchmark/ws"], n, window))
+                step = eventloop.run(run_step([f"ws://127.0.0.1:{port}/benchmark/ws"], n, window))
                 elapsed = time.monotonic() - t0
                 cpu = (_tree_cpu(proc.pid) - cpu0) / elapsed * 100
                 ecpu = (emulator.cpu_seconds() - ecpu0) / elapsed * 100
