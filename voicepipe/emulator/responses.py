@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Protocol
 
 from voicepipe.emulator import defaults
 from voicepipe.emulator.events import function_call_item, message_item
@@ -50,7 +50,35 @@ from voicepipe.emulator.voice import SpokenText, split_pieces
 from voicepipe.emulator.conversation import ItemRecord
 
 if TYPE_CHECKING:
-    from voicepipe.emulator.connection import Connection
+    from voicepipe.emulator.scenario import Scenario
+
+
+class ResponseHost(Protocol):
+    """What a response needs of the connection it runs on (``voicepipe.emulator.connection``)."""
+
+    session: dict
+    scenario: "Scenario"
+    conversation_id: str
+
+    def emit(self, event_type: str, **fields: Any) -> None: ...
+
+    async def room(self) -> None: ...
+
+    async def think(self, ms: float) -> None: ...
+
+    async def pace(self, ms: float) -> None: ...
+
+    async def pace_until(self, started: float, ms: float) -> None: ...
+
+    async def speech_for(self, text: str, fmt: str) -> SpokenText: ...
+
+    def add_item(self, item: dict, role: Optional[str] = None, **extra: Any) -> ItemRecord: ...
+
+    def flush_transcriptions(self) -> None: ...
+
+    def input_token_estimate(self) -> tuple[int, int]: ...
+
+    def response_finished(self, response: "Response") -> None: ...
 
 TEXT_DELTA_MS = 40.0
 ARGUMENT_DELTA_MS = 10.0
@@ -86,7 +114,7 @@ class Response:
 
     def __init__(
         self,
-        conn: "Connection",
+        conn: ResponseHost,
         plan: ResponsePlan,
         params: dict[str, Any],
         *,
