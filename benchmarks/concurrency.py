@@ -5,7 +5,10 @@ The emulator runs in its own process at speed 1 (answers stream in real time, 10
 client process runs its share of the N voicepipe sessions with every built-in plugin, each with a
 ``null`` microphone (silence in real time, 20 ms appends) and a ``null`` speaker on its real-time
 clock, asking one typed question after the other (about 20 s answers, first questions spread over
-a second). Once all N are connected and have settled, a window of ``window_s`` seconds is measured:
+``FIRST_QUESTION_SPREAD_S``, as callers arrive at their own moments: with a spread of a second,
+every answer started within the same second and they stayed in step, a burst of N answer starts
+the emulator served all at once every 20 s). Once all N are connected and every session has asked,
+a window of ``window_s`` seconds is measured:
 
 * event-loop lag: in each client process a ticker asks to wake every 10 ms and records how late it
   wakes (p99; with several processes, the worst process's);
@@ -67,7 +70,14 @@ SPLIT_STEPS = (100, 150, 200, 250)
 BUFFER_MS = 50.0
 GROWTH_LIMIT_MS = 10.0
 TICK_S = 0.01
+FIRST_QUESTION_SPREAD_S = 10.0
+#: after the last session connected, beyond the spread: every first question asked, and a little more
 SETTLE_S = 3.0
+
+
+def spread_s(window_s: float) -> float:
+    """How far first questions are spread: ``FIRST_QUESTION_SPREAD_S``, less for a short window."""
+    return min(FIRST_QUESTION_SPREAD_S, window_s / 2)
 CONNECT_TIMEOUT_S = 180.0
 STOP_TIMEOUT_S = 60.0
 #: a child's time to write its result after the window, and to exit after stopping its sessions
@@ -117,8 +127,9 @@ class Window:
 class PacedSession:
     """Benchmark plugin: one typed question after the other; the delivery lag of every audio delta."""
 
-    def __init__(self, window: Window):
+    def __init__(self, window: Window, spread_s: float):
         self.window = window
+        self.spread_s = spread_s
         self.started = False
         self.first_at: Optional[float] = None
         self.audio_ms = 0.0
@@ -139,7 +150,7 @@ class PacedSession:
         elif kind == "session.updated" and not self.started:
             self.started = True
             self.window.connected_one()
-            ctx.spawn(self._ask_later(ctx, random.uniform(0, 1.0)), name="benchmark first question")
+            ctx.spawn(self._ask_later(ctx, random.uniform(0, self.spread_s)), name="benchmark first question")
 
     async def _ask_later(self, ctx: Any, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -159,13 +170,13 @@ async def sleep_until(moment: float) -> None:
 class Fleet:
     """The sessions one process runs in a step: connect them all, measure a window, stop them."""
 
-    def __init__(self, profile: Path, workdir: Path, sessions: int):
+    def __init__(self, profile: Path, workdir: Path, sessions: int, spread_s: float):
         from voicepipe.logsetup import configure_logging
 
         self.sessions = sessions
         self.log = configure_logging(workdir / f"log-{sessions}", console_level="CRITICAL")
         self.window = Window(sessions)
-        self.runners = [make_runner(profile, workdir / f"n{sessions}" / f"session-{i}", [PacedSession(self.window)],
+        self.runners = [make_runner(profile, workdir / f"n{sessions}" / f"session-{i}", [PacedSession(self.window, spread_s)],
                                     self.log) for i in range(sessions)]
         self.tasks: list[asyncio.Task] = []
         self.cpu = 0.0  # of one core, over the window
@@ -216,10 +227,10 @@ class Fleet:
 
 async def measure_step(emulator: EmulatorProcess, profile: Path, workdir: Path, sessions: int, window_s: float) -> dict:
     """One step with every session in this process."""
-    fleet = Fleet(profile, workdir, sessions)
+    fleet = Fleet(profile, workdir, sessions, spread_s(window_s))
     try:
         await fleet.connect()
-        start_at = time.monotonic() + SETTLE_S
+        start_at = time.monotonic() + spread_s(window_s) + SETTLE_S
         await sleep_until(start_at)
         emulator_started = emulator.cpu_seconds()
         await fleet.measure(start_at, window_s)
@@ -368,7 +379,7 @@ async def measure_split_step(emulator: EmulatorProcess, profile: Path, workdir: 
         for child, count in zip(children, shares(sessions, processes)):
             await child.start(profile, count, window_s)
         await all_of([child.expect("connected", CONNECT_TIMEOUT_S + 30) for child in children])
-        start_at = time.monotonic() + SETTLE_S
+        start_at = time.monotonic() + spread_s(window_s) + SETTLE_S
         for child in children:
             child.go(start_at)
         await sleep_until(start_at)
@@ -394,7 +405,7 @@ async def child_main(profile: Path, sessions: int, window_s: float, workdir: Pat
     channel = sys.stdout  # the console plugin's lines go to os.devnull (quiet_stdout)
     loop = asyncio.get_running_loop()
     with quiet_stdout():
-        fleet = Fleet(profile, workdir, sessions)
+        fleet = Fleet(profile, workdir, sessions, spread_s(window_s))
         try:
             await fleet.connect()
             print("connected", file=channel, flush=True)
