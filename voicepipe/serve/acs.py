@@ -337,7 +337,7 @@ def _media_handler(served: ServedProfile, host: SessionHost, guard: Guard) -> An
             return refusal
         ws = web.WebSocketResponse(max_msg_size=guard.max_frame_bytes)
         await ws.prepare(request)
-        await phone.run_call(host, served, AcsTransport(ws, host.log, wire_rate_for(served)))
+        await host.serve_caller(served, AcsTransport(ws, host.log, wire_rate_for(served)))
         return ws
 
     return media

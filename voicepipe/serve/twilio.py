@@ -256,7 +256,7 @@ def _media_handler(served: ServedProfile, host: SessionHost, guard: Guard) -> An
             host.log.warning("twilio_media_refused", problem=problem, remote=request.remote)
             await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"not a call this server answered")
             return ws
-        await phone.run_call(host, served, TwilioTransport(ws, host.log, start))
+        await host.serve_caller(served, TwilioTransport(ws, host.log, start))
         return ws
 
     return media
