@@ -91,9 +91,11 @@ class FarEnd:
         self._tasks: list[asyncio.Task] = []
         self.closed = asyncio.Event()
         self.close_code: Optional[int] = None
+        #: headers of the WebSocket upgrade request
+        self.headers: dict = {}
 
     async def connect(self) -> None:
-        self.ws = await self.http.ws_connect(self.url)
+        self.ws = await self.http.ws_connect(self.url, headers=self.headers)
         await self.opening()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(self._microphone()), loop.create_task(self._reader()), loop.create_task(self._player())]
@@ -273,8 +275,10 @@ class AcsPhone(FarEnd):
     bytes_per_frame = 2
 
     def __init__(self, http: aiohttp.ClientSession, url: str, rate: int = 24000, playout_delay_s: float = 0.1,
-                 silent_flag: bool = True):
+                 silent_flag: bool = True, call_connection_id: Optional[str] = None):
         super().__init__(http, url, 1.0)
+        if call_connection_id is not None:  # ACS names the call when it opens the media socket
+            self.headers["x-ms-call-connection-id"] = call_connection_id
         self.rate = rate
         self.frame_bytes = rate // 50 * 2
         self.silence_frame = bytes(self.frame_bytes)

@@ -56,8 +56,23 @@ def test_the_deployment_probes_drains_and_takes_secrets_from_a_secret():
     # the pod is killed only after the preStop wait and the whole drain
     assert spec["terminationGracePeriodSeconds"] > float(pre_stop[1]) + DEFAULT_DRAIN_TIMEOUT_S
     secrets = {env["name"]: env["valueFrom"]["secretKeyRef"] for env in container["env"] if "valueFrom" in env}
-    assert set(secrets) == {"VOICEPIPE_SERVE_TOKEN", "AZURE_VOICELIVE_API_KEY"}
+    assert set(secrets) == {"VOICEPIPE_SERVE_TOKEN", "VOICEPIPE_METRICS_TOKEN", "AZURE_VOICELIVE_API_KEY"}
     assert all("value" not in env for env in container["env"] if env["name"] in secrets)
+
+
+def test_metrics_are_behind_a_token_from_the_secret_and_the_probes_are_not():
+    container = _container()
+    parsed = build_parser().parse_args(container["args"][1:])
+    (named,) = [o.split("=", 1)[1] for o in parsed.set if o.startswith("serve.metrics_token_env=")]
+    secrets = {env["name"]: env["valueFrom"]["secretKeyRef"] for env in container["env"] if "valueFrom" in env}
+    assert secrets[named]["name"] == "voicepipe" and secrets[named]["key"] != secrets["VOICEPIPE_SERVE_TOKEN"]["key"]
+    # the probes need no token: /healthz and /readyz stay open
+    assert {container["readinessProbe"]["httpGet"]["path"], container["livenessProbe"]["httpGet"]["path"]} == {
+        "/readyz", "/healthz"}
+    assert "httpHeaders" not in container["readinessProbe"]["httpGet"]
+    # and the scrape job's example sends it
+    text = (DEPLOY / "kubernetes" / "deployment.yaml").read_text()
+    assert "authorization: {type: Bearer, credentials_file:" in text and secrets[named]["key"] in text
 
 
 def test_the_deployment_runs_a_command_voicepipe_accepts():

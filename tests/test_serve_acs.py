@@ -84,6 +84,9 @@ def _self_signed(tmp_path):
     return cert_file, key_file
 
 
+CALL_CONNECTION_ID = "401f3500-62cd-46d9-8b4d-6e6f3b0e8a3a"
+
+
 class FakeAcs:
     """A local HTTPS server standing in for the ACS endpoint: records what the SDK sends."""
 
@@ -91,6 +94,9 @@ class FakeAcs:
         import ssl
 
         self.requests = []
+        self.hang_ups = []
+        #: what the terminate request is answered with (204: the call is ended)
+        self.hang_up_status = 204
         cert, key = _self_signed(tmp_path.parent / f"{tmp_path.name}-tls")
         self.ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         self.ssl.load_cert_chain(cert, key)
@@ -106,15 +112,27 @@ class FakeAcs:
         self.requests.append({"path": request.path, "query": dict(request.query), "headers": dict(request.headers),
                               "body": body})
         return web.json_response({
-            "callConnectionId": "401f3500-62cd-46d9-8b4d-6e6f3b0e8a3a",
+            "callConnectionId": CALL_CONNECTION_ID,
             "serverCallId": INCOMING_CALL[0]["data"]["serverCallId"],
             "callbackUri": body.get("callbackUri"),
             "callConnectionState": "connecting",
         })
 
+    async def terminate(self, request):
+        # Call Connection - Terminate Call, what hang_up(is_for_everyone=True) sends:
+        #   POST {endpoint}/calling/callConnections/{callConnectionId}:terminate?api-version=...
+        #   (Repeatability-Request-ID and Repeatability-First-Sent headers, no body) -> 204 No Content
+        # https://learn.microsoft.com/rest/api/communication/callautomation/call-connection/terminate-call
+        self.hang_ups.append({"call_connection_id": request.match_info["call"], "query": dict(request.query),
+                              "headers": dict(request.headers), "body": await request.read()})
+        if self.hang_up_status != 204:
+            return web.json_response({"error": {"code": "8522", "message": "Call not found."}}, status=self.hang_up_status)
+        return web.Response(status=204)
+
     def app(self):
         app = web.Application()
         app.router.add_post("/calling/callConnections:answer", self.answer)
+        app.router.add_post("/calling/callConnections/{call}:terminate", self.terminate)
         return app
 
 
@@ -206,6 +224,64 @@ async def _answered(env, http, base, fake):
     return fake.requests[-1]["body"]["mediaStreamingOptions"]["transportUrl"]
 
 
+async def _answer_and_stream(env, http, base, acs_url, fake):
+    """The call answered through the stand-in (left running); its media URL."""
+    async with await _call(env, http, base, acs_url) as response:
+        assert response.status == 200
+    return fake.requests[-1]["body"]["mediaStreamingOptions"]["transportUrl"]
+
+
+async def _server_ends_the_call(env, host, fake, named):
+    """A call whose session the server ends (a drain); its transport."""
+    acs_server, acs_url = await fake.start()
+    try:
+        async with serving(host) as (base, http):
+            phone = AcsPhone(http, await _answer_and_stream(env, http, base, acs_url, fake), call_connection_id=named)
+            await phone.connect()
+            phone.say(speech(24000))
+            await _until(lambda: "Caspian" in "".join(p.read_text() for p in host_runs(host, "transcript.txt")))
+            (live,) = host.sessions.values()
+            await host.drain(timeout_s=0)
+            await asyncio.wait_for(phone.closed.wait(), 30)  # the media socket is closed, and the call...
+            await live.transport.close("server_draining")  # a second close sends nothing more
+            await phone.stop()
+            return live.transport
+    finally:
+        await acs_server.close()
+
+
+def host_runs(host, name):
+    return [live.run_dir / name for live in host.sessions.values() if live.run_dir and (live.run_dir / name).exists()]
+
+
+@pytest.mark.parametrize("named", ["5e1a7c2b-0d4f-4e8a-9b61-3c2f8a9d0e17", None], ids=["named-by-the-socket", "answered-here"])
+def test_when_the_server_ends_an_acs_call_it_hangs_the_call_up_once(tmp_path, env, named, capsys):
+    fake = FakeAcs(env, tmp_path)
+    _, host = _run(tmp_path, lambda host: _server_ends_the_call(env, host, fake, named), phone_served("acs"))
+    assert host.counters.ended == {"server_draining": 1}
+    (hang_up,) = fake.hang_ups
+    # the call the media socket named, else the one this process answered with its media token
+    assert hang_up["call_connection_id"] == (named or CALL_CONNECTION_ID)
+    assert hang_up["query"]["api-version"]
+    assert hang_up["headers"]["Authorization"].startswith("HMAC-SHA256")
+    assert hang_up["headers"]["Repeatability-Request-ID"] and not hang_up["body"]
+    (run_dir,) = tmp_path.iterdir()
+    assert json.loads((run_dir / "metrics.json").read_text())["reason"] == "server_draining"
+    assert ACCESS_KEY not in capsys.readouterr().err
+
+
+def test_a_hang_up_the_service_refuses_is_one_logged_line_and_the_session_still_ends(tmp_path, env, capsys):
+    fake = FakeAcs(env, tmp_path)
+    fake.hang_up_status = 404  # the call is gone already
+
+    _, host = _run(tmp_path, lambda host: _server_ends_the_call(env, host, fake, CALL_CONNECTION_ID), phone_served("acs"))
+    assert host.counters.ended == {"server_draining": 1}
+    assert len(fake.hang_ups) == 1
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if "acs_hang_up_failed" in line]
+    assert CALL_CONNECTION_ID in line and "Traceback" not in err
+
+
 def test_a_call_gets_an_answer_and_silent_frames_count_as_audio_time(tmp_path, env):
     fake = FakeAcs(env, tmp_path)
 
@@ -265,21 +341,27 @@ def test_barge_in_stops_acs_audio_and_truncates_where_the_model_says_the_caller_
     assert abs(error_ms - (real_delay_s - acs.PLAYOUT_DELAY_S) * 1000) <= 60, (truncate, heard_ms)
 
 
-def test_hanging_up_mid_answer_leaves_complete_files(tmp_path, env):
+def test_hanging_up_mid_answer_leaves_complete_files_and_is_not_hung_up_again(tmp_path, env):
     fake = FakeAcs(env, tmp_path)
 
     async def scenario(host):
-        async with serving(host) as (base, http):
-            phone = AcsPhone(http, await _answered(env, http, base, fake))
-            await phone.connect()
-            phone.say(speech(24000))
-            await _until(lambda: phone.played_samples > 12000)
-            await phone.hang_up()
-            await _until(lambda: not host.sessions)
+        acs_server, acs_url = await fake.start()
+        try:
+            async with serving(host) as (base, http):
+                phone = AcsPhone(http, await _answer_and_stream(env, http, base, acs_url, fake),
+                                 call_connection_id=CALL_CONNECTION_ID)
+                await phone.connect()
+                phone.say(speech(24000))
+                await _until(lambda: phone.played_samples > 12000)
+                await phone.hang_up()
+                await _until(lambda: not host.sessions)
+        finally:
+            await acs_server.close()
 
     _, host = _run(tmp_path, scenario, phone_served("acs"))
     (run_dir,) = tmp_path.iterdir()
     assert host.counters.ended == {"caller_hung_up": 1}
+    assert fake.hang_ups == []  # the caller's hang-up ended the call already
     assert _events(run_dir)[-1]["event"]["reason"] == "caller_hung_up"
     assert "Caspian" in (run_dir / "transcript.txt").read_text()
     assert json.loads((run_dir / "metrics.json").read_text())["reason"] == "caller_hung_up"

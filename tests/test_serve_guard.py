@@ -266,3 +266,68 @@ def test_the_serve_section_is_validated_with_positions(tmp_path):
     assert auth.startswith("p.yaml:2:9: serve.auth: expected one of token, none")
     (env,) = _problems(tmp_path, "serve:\n  token_env: not a name\n")
     assert "expected the name of an environment variable" in env
+
+
+# -- /metrics behind its own token -------------------------------------------------------------------
+
+SCRAPE_TOKEN = "scrape-s3cret-for-tests"
+
+
+def test_metrics_needs_the_scrape_token_once_one_is_named_and_the_probes_stay_open(tmp_path):
+    environ = {"DEMO_SCRAPE_TOKEN": SCRAPE_TOKEN, "VOICEPIPE_SERVE_TOKEN": TOKEN}
+    host, app = _server(tmp_path, "serve.metrics_token_env=DEMO_SCRAPE_TOKEN", environ=environ)
+
+    async def scenario(client):
+        seen = {}
+        for name, headers in (("none", {}), ("wrong", {"Authorization": "Bearer guess"}),
+                              ("callers", {"Authorization": f"Bearer {TOKEN}"}),
+                              ("basic", {"Authorization": f"Basic {SCRAPE_TOKEN}"}),
+                              ("right", {"Authorization": f"Bearer {SCRAPE_TOKEN}"})):
+            response = await client.get("/metrics", headers=headers)
+            seen[name] = (response.status, await response.text(), response.headers.get("WWW-Authenticate"))
+        seen["healthz"] = (await client.get("/healthz")).status
+        seen["readyz"] = (await client.get("/readyz")).status
+        return seen
+
+    seen = _run(app, scenario)
+    assert seen["none"] == (401, "a scrape token is needed: send 'Authorization: Bearer <token>'\n",
+                            'Bearer realm="voicepipe metrics"')
+    for refused in ("wrong", "callers", "basic"):  # the callers' token is not the scrape token
+        status, body, _ = seen[refused]
+        assert (status, body) == (401, "the scrape token is not valid\n" if refused != "basic" else seen["none"][1])
+    status, body, _ = seen["right"]
+    assert status == 200 and 'voicepipe_serve_active_sessions{profile="demo"} 0.0' in body
+    assert (seen["healthz"], seen["readyz"]) == (200, 200)
+    assert host.counters.refused == {}  # a scrape is not a caller
+
+
+def test_without_the_key_metrics_stays_open_and_the_start_up_lines_say_so(tmp_path):
+    from voicepipe.serve.server import describe
+
+    host, app = _server(tmp_path)
+    assert _run(app, lambda client: _metric(client, "voicepipe_serve_session_capacity")) == host.max_sessions
+    lines = describe(host, Guard(host, environ={}), "127.0.0.1", 8080)
+    assert lines[-1] == ("/metrics is open to anyone who reaches this port (session counts, latency): set "
+                         "serve.metrics_token_env to require a bearer token, or keep the port private")
+    named = SessionHost([served(DEMO, "serve.metrics_token_env=DEMO_SCRAPE_TOKEN", name="demo")], log=get_logger())
+    lines = describe(named, Guard(named, environ={"DEMO_SCRAPE_TOKEN": SCRAPE_TOKEN}), "127.0.0.1", 8080)
+    assert lines[-1] == "/metrics needs 'Authorization: Bearer <token>' with the token in DEMO_SCRAPE_TOKEN"
+    assert not any(SCRAPE_TOKEN in line for line in lines)
+
+
+def test_a_named_scrape_token_that_is_unset_or_differs_between_profiles_does_not_start(tmp_path):
+    host = SessionHost([served(DEMO, "serve.metrics_token_env=DEMO_SCRAPE_TOKEN", name="demo")], log=get_logger())
+    with pytest.raises(UsageError) as unset:
+        Guard(host, environ={})
+    message = str(unset.value)
+    assert "\n" not in message and "serve.metrics_token_env names DEMO_SCRAPE_TOKEN, which is not set" in message
+    assert "export DEMO_SCRAPE_TOKEN=<a long random token>" in message
+    two = SessionHost([served(DEMO, "serve.metrics_token_env=ONE_TOKEN", name="one"),
+                       served(DEMO, "serve.metrics_token_env=OTHER_TOKEN", name="other")], log=get_logger())
+    with pytest.raises(UsageError) as differing:
+        Guard(two, environ={"ONE_TOKEN": "a", "OTHER_TOKEN": "b"})
+    assert "serve.metrics_token_env differs between the profiles served together" in str(differing.value)
+    (bad,) = _problems(tmp_path, "serve:\n  metrics_token_env: not a name\n")
+    assert bad.startswith("p.yaml:2:22: serve.metrics_token_env: expected the name of an environment variable")
+    (written,) = _problems(tmp_path, "serve:\n  metrics_token: abc\n")
+    assert "a token must not be written in the profile" in written

@@ -116,3 +116,72 @@ def test_garbage_from_the_page_is_dropped_and_the_call_goes_on_with_the_receipts
     lines = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
     assert lines[-1]["event"]["reason"] == "caller_hung_up"
     assert any(line["event"].get("type") == "playback.started" for line in lines if line["direction"] == "local")
+
+
+def _drop_abruptly(ws: aiohttp.ClientWebSocketResponse) -> None:
+    """The caller's connection vanishes mid-call: no close frame, a TCP reset (SO_LINGER 0)."""
+    import socket
+    import struct
+
+    transport = ws._writer.transport  # noqa: SLF001 - the client API offers no way to reset
+    sock = transport.get_extra_info("socket")
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+def test_a_page_that_drops_its_connection_mid_answer_leaves_complete_files_and_an_ended_session(tmp_path):
+    from voicepipe.serve.metrics import open_metrics
+
+    configure_logging(None, console_level="WARNING", session_files=True)
+
+    async def scenario():
+        host = SessionHost([served(WEB_DEMO, name="web-demo")], log=get_logger(), log_dir=str(tmp_path))
+        host.metrics = open_metrics(host.profiles, host.max_sessions)
+        # aiohttp cancels the handler of a connection that is lost when handler_cancellation is on
+        # (its TestServer always; any server at shutdown): the session must survive that
+        runner = web.AppRunner(build_app(host, Guard(host)), access_log=None, handler_cancellation=True)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        try:
+            async with aiohttp.ClientSession() as http:
+                ws = await http.ws_connect(base + "/web-demo/ws", protocols=("voicepipe.v1",))
+                ready = json.loads((await ws.receive()).data)
+                while ready["type"] != "ready":
+                    ready = json.loads((await ws.receive()).data)
+                rate = ready["input_rate"]
+                speech = load_mono_pcm16(read_wav_info(QUESTION), rate) + bytes(rate * 2 * 2)
+                step = rate // 50 * 2
+                for start in range(0, len(speech), step):
+                    await ws.send_bytes(speech[start : start + step])
+                    await asyncio.sleep(0.02)
+                heard = 0
+                while heard < 5:  # a few frames into the answer's audio
+                    message = await asyncio.wait_for(ws.receive(), 60)
+                    heard += message.type == aiohttp.WSMsgType.BINARY
+                _drop_abruptly(ws)
+                for _ in range(3000):
+                    if not host.sessions:
+                        break
+                    await asyncio.sleep(0.01)
+                assert not host.sessions, "the session did not end"
+                async with http.get(base + "/metrics") as response:
+                    exposition = await response.text()
+            return host, exposition
+        finally:
+            await runner.cleanup()
+
+    try:
+        host, exposition = asyncio.run(scenario())
+    finally:
+        shutdown_logging()
+    assert host.counters.ended == {"caller_hung_up": 1}
+    assert 'voicepipe_serve_sessions_ended_total{profile="web-demo",reason="caller_hung_up"} 1.0' in exposition
+    assert 'voicepipe_serve_active_sessions{profile="web-demo"} 0.0' in exposition
+    (run_dir,) = [d for d in tmp_path.iterdir() if d.is_dir()]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["reason"] == "caller_hung_up"
+    lines = [json.loads(line) for line in (run_dir / "events.jsonl").read_text().splitlines()]
+    assert lines[-1]["event"]["reason"] == "caller_hung_up"
+    assert "Caspian" in (run_dir / "transcript.txt").read_text()  # the question and the answer so far

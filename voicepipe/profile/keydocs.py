@@ -355,6 +355,10 @@ DOCS: dict[str, tuple[str, str]] = {
                                       "beyond it the connection is closed."),
     "serve.max_message_bytes": ("262144", "The largest WebSocket message a caller may send; a larger one closes "
                                           "the connection."),
+    "serve.metrics_token_env": ("not set: `/metrics` is open", "The environment variable holding the token "
+                                "`/metrics` requires as a bearer token in the `Authorization` header (a "
+                                "Prometheus scrape job's `authorization.credentials_file`); the variable must be set. `/healthz` "
+                                "and `/readyz` stay open."),
     "console": (NOT_SET, "The built-in console plugin: the conversation in the terminal."),
     "console.quiet": ("false", "Print only each turn's final words (`--quiet` sets it)."),
     "transcript": (NOT_SET, "The built-in transcript plugin: `transcript.txt` and `transcript.jsonl`."),

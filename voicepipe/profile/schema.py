@@ -611,6 +611,7 @@ SERVE = Map(
         "token_env": Str(validator=_env_name, what="an environment variable name"),
         "max_message_rate": Number(above=0, high=100_000, unit="of messages a second"),
         "max_message_bytes": Int(1024, 16 * 1024 * 1024),
+        "metrics_token_env": Str(validator=_env_name, what="an environment variable name"),
     },
     forbid=is_secret_key,
     forbid_message=f"a token must not be written in the profile (export it as {SERVE_TOKEN_ENV}, "

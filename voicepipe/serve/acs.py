@@ -18,6 +18,13 @@ the bare ``/acs/events``):
 ``GET /<name>/acs/media?token=…``
     The media socket: ``AudioMetadata`` and ``AudioData`` in, ``AudioData`` and ``StopAudio`` out.
 
+**Hanging up.** Closing the media socket does not end an ACS call (the caller would stay on a
+silent line), so when the session ends from this side (the service closed it, a time limit, a
+drain, a failing plugin) the call is hung up for everyone through Call Automation, once; not when
+the caller hung up first (ACS then closed the media socket). The call is the one named by the
+socket's ``x-ms-call-connection-id`` header, or else the one this process answered with the
+socket's media token. A hang-up that fails is logged (``acs_hang_up_failed``), never raised.
+
 **Played clock.** ACS sends no playback receipts. The assumption, stated once here: ACS plays the
 audio it receives in order and in real time, starting ``PLAYOUT_DELAY_S`` after we send it (the
 network and its jitter buffer), and ``StopAudio`` drops everything it has not played yet. So an
@@ -27,10 +34,12 @@ item has been played up to where that model's clock is; on barge-in the truncati
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import os
+import re
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any, Optional
 
 from aiohttp import web
@@ -53,6 +62,17 @@ MAX_FRAME_S = 1.0
 #: events one Event Grid delivery may hold (it batches up to 5000; calls come one by one)
 MAX_EVENTS = 100
 BARE_ROUTES = web.AppKey("acs_bare_profile", str)
+#: how long a hang-up request may take before it is given up (and logged)
+HANG_UP_TIMEOUT_S = 10.0
+#: the header ACS names the call with when it opens the media socket; see
+#: https://learn.microsoft.com/azure/communication-services/how-tos/call-automation/secure-webhook-endpoint
+#: ("x-ms-call-correlation-id and x-ms-call-connection-id ... sent when Azure Communication Services
+#: tries to connect to your endpoint")
+CALL_CONNECTION_HEADER = "x-ms-call-connection-id"
+_CALL_CONNECTION_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+#: calls this process answered, by their media token's nonce (for a socket without the header)
+_answered: "OrderedDict[str, str]" = OrderedDict()
+MAX_ANSWERED = 1000
 
 # Message shapes: https://learn.microsoft.com/azure/communication-services/how-tos/call-automation/audio-streaming-quickstart
 #   in:  {"kind": "AudioMetadata", "audioMetadata": {"subscriptionId", "encoding": "PCM", "sampleRate", "channels", "length"}}
@@ -130,10 +150,30 @@ class AcsTransport(PhoneTransport):
 
     kind = "acs"
 
-    def __init__(self, ws: web.WebSocketResponse, log: Any, wire_rate: int):
+    def __init__(self, ws: web.WebSocketResponse, log: Any, wire_rate: int,
+                 call_connection_id: Optional[str] = None, media_nonce: Optional[str] = None):
         super().__init__(ws, log, AcsOutput(wire_rate), wire_rate)
         self.wire_rate = wire_rate
         self.frame_bytes = wire_rate // 50 * 2
+        self.call_connection_id = call_connection_id
+        self.media_nonce = media_nonce
+        #: the far end closed the media socket: the caller hung up (the call is over already)
+        self.far_end_hung_up = False
+        self.hung_up_call = False
+
+    async def run(self) -> str:
+        why = await super().run()
+        if why == "caller_hung_up":
+            self.far_end_hung_up = True
+        return why
+
+    async def close(self, reason: str) -> None:
+        first = not self._closed
+        answered = _answered.pop(self.media_nonce, None) if first and self.media_nonce else None
+        await super().close(reason)
+        if first and not self.far_end_hung_up and not self.hung_up_call:
+            self.hung_up_call = True
+            await hang_up_call(self.call_connection_id or answered, self.log, reason)
 
     def handle(self, message: dict, at: float) -> Optional[str]:
         kind = message.get("kind")
@@ -274,9 +314,40 @@ async def _answer(request: web.Request, served: ServedProfile, host: SessionHost
                 media_streaming=streaming,
                 operation_context=f"voicepipe:{served.name}",
             )
-        host.log.info("acs_call_answered", profile=served.name, call_connection_id=getattr(result, "call_connection_id", None))
+        call_connection_id = getattr(result, "call_connection_id", None)
+        if isinstance(call_connection_id, str) and call_connection_id:
+            _answered[token.split(".")[1]] = call_connection_id
+            while len(_answered) > MAX_ANSWERED:
+                _answered.popitem(last=False)
+        host.log.info("acs_call_answered", profile=served.name, call_connection_id=call_connection_id)
     except Exception as exc:  # the SDK's errors carry the service's message, never the key
         host.log.error("acs_answer_failed", profile=served.name, error=f"{type(exc).__name__}: {str(exc)[:300]}")
+
+
+async def hang_up_call(call_connection_id: Optional[str], log: Any, reason: str) -> None:
+    """End the call for everyone: ``POST {endpoint}/calling/callConnections/{id}:terminate``
+    (the SDK's ``hang_up(is_for_everyone=True)``); a failure is one logged line."""
+    if not call_connection_id:
+        log.warning("acs_hang_up_failed", reason=reason,
+                    error=f"the media connection named no call ({CALL_CONNECTION_HEADER}) and this process did not answer it")
+        return
+    try:
+        from azure.communication.callautomation.aio import CallAutomationClient
+
+        async with _client(CallAutomationClient) as client:
+            if client is None:
+                log.warning("acs_hang_up_failed", call_connection_id=call_connection_id, reason=reason,
+                            error=f"set {CONNECTION_STRING_ENV}, or {ENDPOINT_ENV} with an Entra ID credential")
+                return
+            call = client.get_call_connection(call_connection_id)
+            await asyncio.wait_for(call.hang_up(is_for_everyone=True), HANG_UP_TIMEOUT_S)
+        log.info("acs_call_hung_up", call_connection_id=call_connection_id, reason=reason)
+    except asyncio.TimeoutError:
+        log.warning("acs_hang_up_failed", call_connection_id=call_connection_id, reason=reason,
+                    error=f"no answer within {HANG_UP_TIMEOUT_S:g} s")
+    except Exception as exc:  # the SDK's errors carry the service's message, never the key
+        log.warning("acs_hang_up_failed", call_connection_id=call_connection_id, reason=reason,
+                    error=f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}")
 
 
 class _client:
@@ -335,9 +406,13 @@ def _media_handler(served: ServedProfile, host: SessionHost, guard: Guard) -> An
         refusal = await guard.admit(request, served)
         if refusal is not None:
             return refusal
+        named = request.headers.get(CALL_CONNECTION_HEADER, "").strip()
+        call_connection_id = named if _CALL_CONNECTION_ID.fullmatch(named) else None
         ws = web.WebSocketResponse(max_msg_size=guard.max_frame_bytes)
         await ws.prepare(request)
-        await phone.run_call(host, served, AcsTransport(ws, host.log, wire_rate_for(served)))
+        transport = AcsTransport(ws, host.log, wire_rate_for(served), call_connection_id=call_connection_id,
+                                 media_nonce=request.query["token"].split(".")[1])
+        await host.serve_caller(served, transport)
         return ws
 
     return media

@@ -3,7 +3,8 @@
 Each profile is served at ``/<name>/`` (its name, from the file name unless ``logging.run_name``
 says otherwise); the transports it accepts add their routes there (the browser page and its media
 WebSocket for ``web``). For the process: ``/healthz`` (alive), ``/readyz`` (503 while draining or
-at capacity), ``/metrics`` (Prometheus text, :mod:`voicepipe.serve.metrics`) and ``/`` (the
+at capacity), ``/metrics`` (Prometheus text, :mod:`voicepipe.serve.metrics`; behind a bearer
+token when ``serve.metrics_token_env`` is set, :meth:`Guard.metrics_refusal`) and ``/`` (the
 served profiles).
 """
 
@@ -117,6 +118,9 @@ async def _readyz(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
+    refusal = request.app[GUARD_KEY].metrics_refusal(request)
+    if refusal is not None:
+        return refusal
     metrics = request.app[HOST_KEY].metrics
     if metrics is None:
         return web.Response(status=501, text="metrics need prometheus-client: pip install 'voicepipe-live[serve]'\n")

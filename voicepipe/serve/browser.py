@@ -114,7 +114,7 @@ def add_routes(app: web.Application, served: Any, host: Any, guard: Any) -> None
                 {"error": f"this is the media WebSocket; open the page at {base} to talk"}, status=426
             )
         await ws.prepare(request)
-        await host.run_session(served, BrowserTransport(ws))
+        await host.serve_caller(served, BrowserTransport(ws))
         return ws
 
     app.router.add_get(f"/{served.name}", redirect)

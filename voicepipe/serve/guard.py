@@ -21,6 +21,13 @@ Once connected, a transport bounds what the caller sends: messages larger than
 
 Starting the server without a token for a profile that would open paid sessions (any endpoint but
 the embedded emulator) is refused: :class:`Guard` raises a usage error naming the variable to set.
+
+``/metrics`` (:meth:`Guard.metrics_refusal`): open unless a served profile sets
+``serve.metrics_token_env``; then a scrape must send ``Authorization: Bearer <that variable's
+value>`` (401 otherwise), as a Prometheus scrape job does with ``authorization:`` /
+``credentials_file`` (https://prometheus.io/docs/prometheus/latest/configuration/configuration/#scrape_config).
+A token of its own, not the callers': whoever scrapes should not be able to place calls.
+``/healthz`` and ``/readyz`` stay open for the orchestrator's probes.
 """
 
 from __future__ import annotations
@@ -109,6 +116,25 @@ class Guard:
             self._origins[served.name] = None if "*" in origins else frozenset(_origin_key(o) for o in origins)
         if host.profiles:
             self.max_frame_bytes = max(s.settings.max_message_bytes for s in host.profiles.values())
+        #: the variable holding the scrape token, and the token (``None``: ``/metrics`` is open)
+        self.metrics_token_env, self.metrics_token = _metrics_token(list(host.profiles.values()), env)
+
+    def metrics_refusal(self, request: web.Request) -> Optional[web.Response]:
+        """``None`` when ``request`` may read ``/metrics``, else the 401 to send (a line that
+        says what is missing and nothing of the token)."""
+        expected = self.metrics_token
+        if expected is None:
+            return None
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        presented = value.strip().encode() if scheme.lower() == "bearer" else b""
+        if not presented:
+            why = "a scrape token is needed: send 'Authorization: Bearer <token>'"
+        elif not hmac.compare_digest(presented, expected):
+            why = "the scrape token is not valid"
+        else:
+            return None
+        self.host.log.info("metrics_refused", reason=why, remote=request.remote)
+        return web.Response(status=401, text=why + "\n", headers={"WWW-Authenticate": 'Bearer realm="voicepipe metrics"'})
 
     async def admit(self, request: web.Request, served: ServedProfile) -> Optional[web.Response]:
         """``None`` when the caller may start a session of ``served``, else the refusal to send."""
@@ -191,6 +217,27 @@ def _token_for(served: ServedProfile, env: Mapping[str, str]) -> Optional[bytes]
         f"set: export {settings.token_env}=<a long random token> for callers to present, or set serve.auth: none "
         "to let anyone in"
     )
+
+
+def _metrics_token(profiles: list, env: Mapping[str, str]) -> tuple[Optional[str], Optional[bytes]]:
+    """The scrape token's variable and value from the profiles' ``serve.metrics_token_env``."""
+    named = {p.settings.metrics_token_env: p for p in profiles if p.settings.metrics_token_env}
+    if not named:
+        return None, None
+    if len(named) > 1:
+        shown = ", ".join(f"{p.profile.path}: {name}" for name, p in named.items())
+        raise UsageError(f"serve.metrics_token_env differs between the profiles served together ({shown}); "
+                         "/metrics is one endpoint per process: name the same variable in each")
+    name, served = next(iter(named.items()))
+    token = (env.get(name) or "").strip()
+    if not token:
+        raise UsageError(f"{served.profile.location('serve')}: serve.metrics_token_env names {name}, which is not set: "
+                         f"export {name}=<a long random token> for the metrics scraper to send, or remove the key "
+                         "to leave /metrics open")
+    if not all(ch.isprintable() and not ch.isspace() for ch in token):
+        raise UsageError(f"{name}: the token must be printable, without spaces (it travels in a header)")
+    REDACTOR.watch_env(name)
+    return name, token.encode()
 
 
 def _origin_key(origin: str) -> str:

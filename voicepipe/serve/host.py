@@ -166,6 +166,21 @@ class SessionHost:
             if not self.sessions:
                 self._idle.set()
 
+    async def serve_caller(self, served: ServedProfile, transport: Transport) -> int:
+        """:meth:`run_session` for a request handler: the session is shielded from the handler's
+        cancellation. aiohttp cancels a handler whose connection is lost (its test server always,
+        a server run with ``handler_cancellation=True``, and every handler at shutdown); the session
+        still ends the way the call did (the caller's socket is gone: ``caller_hung_up``) with
+        complete files, and the cancellation is passed on afterwards."""
+        session = asyncio.ensure_future(self.run_session(served, transport))
+        try:
+            return await asyncio.shield(session)
+        except asyncio.CancelledError:
+            if not session.done():
+                with contextlib.suppress(BaseException):
+                    await session
+            raise
+
     async def _converse(self, runner: SessionRunner, transport: Transport) -> int:
         """The session and the caller's connection side by side: when the caller hangs up the
         session ends; when the session ends the connection is closed."""

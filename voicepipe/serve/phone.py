@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import binascii
 import hashlib
 import hmac
@@ -680,17 +679,3 @@ class PhoneTransport(Transport):
             clears=self.output.clears,
         )
         return section
-
-
-async def run_call(host: Any, served: Any, transport: PhoneTransport) -> None:
-    """Run the session of one call to its end. aiohttp cancels a handler whose connection is lost;
-    the session is shielded from that, so it still ends the way the call did (``caller_hung_up``,
-    ``caller_error``) with complete files, and the cancellation is passed on afterwards."""
-    session = asyncio.ensure_future(host.run_session(served, transport))
-    try:
-        await asyncio.shield(session)
-    except asyncio.CancelledError:
-        if not session.done():
-            with contextlib.suppress(BaseException):
-                await session
-        raise

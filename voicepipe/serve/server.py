@@ -75,6 +75,11 @@ def describe(host: SessionHost, guard: Guard, bind: str, port: int) -> list[str]
             who = f"callers present the token in {served.settings.token_env}"
         lines.append(f"serving {served.profile.path} at http://{shown}:{port}/{name}/ ({who})")
     lines.append(f"health: http://{shown}:{port}/healthz /readyz /metrics; SIGTERM or Ctrl+C drains, twice ends at once")
+    if guard.metrics_token_env:
+        lines.append(f"/metrics needs 'Authorization: Bearer <token>' with the token in {guard.metrics_token_env}")
+    else:
+        lines.append("/metrics is open to anyone who reaches this port (session counts, latency): set "
+                     "serve.metrics_token_env to require a bearer token, or keep the port private")
     return lines
 
 

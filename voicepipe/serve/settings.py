@@ -9,15 +9,18 @@ serve:
   token_env: VOICEPIPE_SERVE_TOKEN
   max_message_rate: 200         # WebSocket messages a second per connection (bursts up to 2 s of it)
   max_message_bytes: 262144     # the largest WebSocket message a caller may send
+  metrics_token_env: VOICEPIPE_METRICS_TOKEN   # /metrics needs 'Authorization: Bearer <its value>'
 ```
 
-The token itself is never in the profile: only the name of the environment variable holding it.
+The tokens themselves are never in the profile: only the names of the environment variables
+holding them. ``/metrics`` is one endpoint per process: the profiles served together that set
+``metrics_token_env`` must name the same variable.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 from voicepipe.profile.schema import EMULATOR, SERVE_TOKEN_ENV
 
@@ -39,6 +42,8 @@ class ServeSettings:
     token_env: str = SERVE_TOKEN_ENV
     max_message_rate: float = DEFAULT_MAX_MESSAGE_RATE
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    #: the environment variable holding the token ``/metrics`` needs (None: ``/metrics`` is open)
+    metrics_token_env: Optional[str] = None
 
     @classmethod
     def of(cls, profile: Any) -> "ServeSettings":

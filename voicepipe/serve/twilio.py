@@ -223,6 +223,11 @@ def _voice_handler(served: ServedProfile, host: SessionHost) -> Any:
         token = phone.sign_media_token(phone.media_secret(auth_token), f"twilio:{served.name}")
         stream_url = phone.websocket_url(phone.public_url(request)) + f"/{served.name}/twilio/media"
         host.log.info("twilio_call", profile=served.name, call_sid=params.get("CallSid"))
+        # Nothing follows </Connect>, so closing the media socket from here ends the call: Twilio
+        # runs the TwiML after <Connect><Stream> only once our server closes the WebSocket
+        # (https://www.twilio.com/docs/voice/twiml/stream), and with no action URL and no further
+        # verb "Twilio will end the phone call" (https://www.twilio.com/docs/voice/twiml/connect).
+        # Unlike ACS (see acs.hang_up_call), no REST hang-up is needed when the session ends first.
         return _twiml(
             f"<Connect><Stream url={quoteattr(stream_url)}>"
             f'<Parameter name="token" value={quoteattr(token)}/></Stream></Connect>'
@@ -256,7 +261,7 @@ def _media_handler(served: ServedProfile, host: SessionHost, guard: Guard) -> An
             host.log.warning("twilio_media_refused", problem=problem, remote=request.remote)
             await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"not a call this server answered")
             return ws
-        await phone.run_call(host, served, TwilioTransport(ws, host.log, start))
+        await host.serve_caller(served, TwilioTransport(ws, host.log, start))
         return ws
 
     return media
