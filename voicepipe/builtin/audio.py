@@ -60,8 +60,8 @@ from typing import Any, Callable, Mapping, Optional
 
 import voicepipe
 from voicepipe.audio.base import AudioInput
-from voicepipe.audio.pcm import LazyPCM
 from voicepipe.audio.batching import DEFAULT_BATCH_MS, DEFAULT_QUIET_DBFS, InputBatcher
+from voicepipe.audio.pcm import LazyPCM
 from voicepipe.clientevents import AudioAppend
 from voicepipe.errors import UsageError
 from voicepipe.lazyimport import lazy_module
@@ -206,24 +206,25 @@ def voicepipe_session_config(profile: Any, session: Any) -> None:
     session["input_audio_echo_cancellation"] = ec
 
 
+def _number(section: Mapping[str, Any], key: str, default: float, in_range: Callable[[float], bool], expected: str) -> float:
+    value = section.get(key, default)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not in_range(value):
+        raise UsageError(f"audio.{key}: expected {expected}, got {value!r}")
+    return float(value)
+
+
 class AudioSettings:
     """The ``audio:`` section, checked. ``run_dir`` ``None`` (at configure time) leaves
     ``{run_dir}`` in file names as it is."""
 
     def __init__(self, section: Mapping[str, Any], base_dir: Any, run_dir: Optional[Path] = None):
         self.unknown = [key for key in section if key not in _SETTINGS_KEYS]
-        chunk_ms = section.get("chunk_ms", DEFAULT_CHUNK_MS)
-        if not isinstance(chunk_ms, (int, float)) or isinstance(chunk_ms, bool) or not 0 < chunk_ms <= 1000:
-            raise UsageError(f"audio.chunk_ms: expected milliseconds between 1 and 1000, got {chunk_ms!r}")
-        self.chunk_ms = float(chunk_ms)
-        batch_ms = section.get("batch_ms", DEFAULT_BATCH_MS)
-        if not isinstance(batch_ms, (int, float)) or isinstance(batch_ms, bool) or not 0 <= batch_ms <= 1000:
-            raise UsageError(f"audio.batch_ms: expected milliseconds from 0 to 1000, got {batch_ms!r}")
-        self.batch_ms = float(batch_ms)
-        dbfs = section.get("quiet_dbfs", DEFAULT_QUIET_DBFS)
-        if not isinstance(dbfs, (int, float)) or isinstance(dbfs, bool) or not -96 <= dbfs <= 0:
-            raise UsageError(f"audio.quiet_dbfs: expected a level in dBFS from -96 to 0, got {dbfs!r}")
-        self.quiet_dbfs = float(dbfs)
+        self.chunk_ms = _number(section, "chunk_ms", DEFAULT_CHUNK_MS, lambda v: 0 < v <= 1000,
+                                "milliseconds between 1 and 1000")
+        self.batch_ms = _number(section, "batch_ms", DEFAULT_BATCH_MS, lambda v: 0 <= v <= 1000,
+                                "milliseconds from 0 to 1000")
+        self.quiet_dbfs = _number(section, "quiet_dbfs", DEFAULT_QUIET_DBFS, lambda v: -96 <= v <= 0,
+                                  "a level in dBFS from -96 to 0")
         self.truncate = _flag(section, "truncate")
         self.echo_reference = bool(_flag(section, "echo_reference"))
         self.input_backend, self.input_options = _direction_settings(section, "input")
