@@ -1,7 +1,7 @@
 """Phone sessions per worker: N concurrent Twilio calls at real-time pacing against the embedded
 emulator (mu-law 8 kHz in and out, resampled to and from the session's 24 kHz), beside N browser
 sessions of the same length over the page's WebSocket protocol (PCM16 at 24 kHz, playback
-receipts every 20 ms: the load client of :mod:`benchmarks.web_load`). Each caller says the same
+receipts every 20 ms: :mod:`benchmarks.page_client`). Each caller says the same
 question once and stays on the line in silence until it hangs up.
 
 The far ends run in a child process, so the server's CPU time (``time.process_time``: the
@@ -32,14 +32,12 @@ GOAL = 1.3
 
 
 async def _browser_far_ends(base: str, calls: int, seconds: float) -> None:
-    from benchmarks.web_load import Step, caller
+    from benchmarks.page_client import Step, call
 
     step, stop = Step(calls), asyncio.Event()
     url = base.replace("http://", "ws://", 1) + "/demo/ws"
-    tasks = [asyncio.ensure_future(caller(url, step, stop, False, ask_once=True)) for _ in range(calls)]
-    await asyncio.sleep(seconds)
-    stop.set()
-    await asyncio.gather(*tasks)
+    asyncio.get_running_loop().call_later(seconds, stop.set)
+    await call([url], step, stop, ask_once=True, arrive_every_s=0)
     if step.failed:
         raise SystemExit(f"browser callers failed: {step.failed[:3]}")
 

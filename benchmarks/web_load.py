@@ -34,174 +34,44 @@ import asyncio
 import contextlib
 import json
 import os
-import struct
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Iterator, Optional
 
 from voicepipe import eventloop
 
+from benchmarks.page_client import BENCH_TOKEN, BUFFER_MS, Step, call
+
 ROOT = Path(__file__).resolve().parent.parent
-BUFFER_MS = 50.0
-FRAME_MS = 20
-RECEIPT_MS = 20
 SETTLE_S = 3.0
 STEPS = (10, 20, 30, 40, 60, 80)
-_HEADER = struct.Struct("<I")
-BENCH_TOKEN = "web-load-benchmark-token-0123456789"
 
 
-def _question(rate: int) -> bytes:
-    from voicepipe.audio.wav import load_mono_pcm16, read_wav_info
+async def run_step(urls: list[str], sessions: int, window_s: float, keep_arrivals: bool = False,
+                   cpu: Optional[Callable[[], dict[str, float]]] = None) -> Step:
+    """``sessions`` callers on the line; once all are connected and settled, a window measured.
 
-    return load_mono_pcm16(read_wav_info(ROOT / "profiles" / "audio" / "question.wav"), rate)
-
-
-class Step:
-    """What all the callers of one step record."""
-
-    def __init__(self, sessions: int):
-        self.sessions = sessions
-        self.ready = 0
-        self.all_ready = asyncio.Event()
-        self.window: Optional[tuple[float, float]] = None
-        self.frames = 0
-        self.late_frames = 0
-        self.worst_ms = 0.0
-        self.sends = 0
-        self.late_sends = 0
-        self.arrivals: dict[tuple[str, int], float] = {}  # (item_id, bytes so far) -> arrival
-        self.failed: list[str] = []
-
-    def counting(self, now: float) -> bool:
-        return self.window is not None and self.window[0] <= now <= self.window[1]
-
-
-async def caller(url: str, step: Step, stop: asyncio.Event, keep_arrivals: bool, ask_once: bool = False) -> None:
-    """One caller of the page's protocol: asks the question, plays the answer with receipts, and
-    asks again once it has played out (or, with ``ask_once``, stays on the line in silence)."""
-    import aiohttp
-
-    async with aiohttp.ClientSession() as http:
-        try:
-            ws = await http.ws_connect(url, protocols=("voicepipe.v1", f"voicepipe.token.{BENCH_TOKEN}"), max_msg_size=0, compress=0)
-        except Exception as exc:
-            step.failed.append(f"{type(exc).__name__}: {exc}")
-            step.ready += 1
-            if step.ready >= step.sessions:
-                step.all_ready.set()
-            return
-        items: dict[int, str] = {}
-        received: dict[str, int] = {}  # item_id -> frames received
-        first: dict[str, float] = {}  # item_id -> first frame arrival
-        played: dict[str, int] = {}
-        state = {"rate": 0, "out_rate": 0, "last_audio": 0.0}
-        ready = asyncio.Event()
-
-        async def read() -> None:
-            async for message in ws:
-                now = time.monotonic()
-                if message.type == aiohttp.WSMsgType.BINARY:
-                    data = message.data
-                    item_id = items.get(_HEADER.unpack_from(data)[0], "")
-                    size = (len(data) - 4) // 2
-                    before = received.get(item_id, 0)
-                    received[item_id] = before + size
-                    start = first.setdefault(item_id, now)
-                    state["last_audio"] = now
-                    if keep_arrivals:
-                        step.arrivals[(item_id, (before + size) * 2)] = now
-                    if step.counting(now):
-                        step.frames += 1
-                        lag_ms = (now - start) * 1000.0 - before * 1000.0 / state["out_rate"]
-                        if lag_ms > BUFFER_MS:
-                            step.late_frames += 1
-                            step.worst_ms = max(step.worst_ms, lag_ms)
-                elif message.type == aiohttp.WSMsgType.TEXT:
-                    m = json.loads(message.data)
-                    if m["type"] == "item":
-                        items[m["n"]] = m["item_id"]
-                    elif m["type"] == "ready":
-                        state["rate"], state["out_rate"] = m["input_rate"], m["output_rate"]
-                        ready.set()
-
-        async def receipts() -> None:  # the simulated speaker: plays from the first frame + buffer
-            while True:
-                await asyncio.sleep(RECEIPT_MS / 1000)
-                now = time.monotonic()
-                for item_id, start in list(first.items()):
-                    frames = min(received[item_id], int((now - start - BUFFER_MS / 1000) * state["out_rate"]))
-                    if frames > played.get(item_id, 0):
-                        played[item_id] = frames
-                        await ws.send_str(json.dumps({"type": "played", "item_id": item_id, "ms": frames * 1000 / state["out_rate"]}))
-                    elif frames >= received[item_id]:
-                        del first[item_id]
-
-        reader = asyncio.ensure_future(read())
-        speaker = asyncio.ensure_future(receipts())
-        try:
-            await asyncio.wait_for(ready.wait(), 120)
-            rate = state["rate"]
-            question = _question(rate)
-            frame_bytes = rate * FRAME_MS // 1000 * 2
-            silence = bytes(frame_bytes)
-            step.ready += 1
-            if step.ready >= step.sessions:
-                step.all_ready.set()
-            started = time.monotonic()
-            sent = 0
-            asked_at = -1e9
-            while not stop.is_set() and not ws.closed:
-                now = time.monotonic()
-                # ask again once the answer has played out (no audio for a second) and a pause passed
-                again = not (ask_once and asked_at > 0)
-                if again and now - asked_at > 4.0 and now - state["last_audio"] > 1.0 and not first:
-                    asked_at = now
-                    chunks = [question[i : i + frame_bytes] for i in range(0, len(question), frame_bytes)]
-                else:
-                    chunks = [silence]
-                for chunk in chunks:
-                    due = started + sent * FRAME_MS / 1000
-                    delay = due - time.monotonic()
-                    if delay > 0:
-                        await asyncio.sleep(delay)
-                    elif step.counting(time.monotonic()) and -delay * 1000 > BUFFER_MS:
-                        step.late_sends += 1
-                    if step.counting(time.monotonic()):
-                        step.sends += 1
-                    await ws.send_bytes(chunk)
-                    sent += 1
-                    if stop.is_set():
-                        break
-        except Exception as exc:
-            step.failed.append(f"{type(exc).__name__}: {exc}")
-        finally:
-            speaker.cancel()
-            with contextlib.suppress(Exception):
-                await ws.send_str('{"type":"hangup"}')
-                await ws.close()
-            reader.cancel()
-            with contextlib.suppress(BaseException):
-                await reader
-
-
-async def run_step(urls: list[str], sessions: int, window_s: float, keep_arrivals: bool = False) -> Step:
+    ``cpu`` gives CPU seconds per process so far; ``step.cpu`` is then each one's share of a core
+    over the window."""
     step = Step(sessions)
     stop = asyncio.Event()
-    tasks = []
-    for index in range(sessions):
-        tasks.append(asyncio.ensure_future(caller(urls[index % len(urls)], step, stop, keep_arrivals)))
-        await asyncio.sleep(0.05)  # callers arrive over a moment, not in one burst
-    await asyncio.wait_for(step.all_ready.wait(), 180)
-    await asyncio.sleep(SETTLE_S)
-    now = time.monotonic()
-    step.window = (now, now + window_s)
-    await asyncio.sleep(window_s)
-    stop.set()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    calling = asyncio.ensure_future(call(urls, step, stop, keep_arrivals))
+    try:
+        await asyncio.wait_for(step.all_ready.wait(), 180)
+        await asyncio.sleep(SETTLE_S)
+        now = time.monotonic()
+        step.window = (now, now + window_s)
+        before = cpu() if cpu else {}
+        await asyncio.sleep(window_s)
+        if cpu:
+            after, elapsed = cpu(), time.monotonic() - now
+            step.cpu = {name: (after[name] - before.get(name, 0.0)) / elapsed * 100 for name in after}
+    finally:
+        stop.set()
+        await calling
     return step
 
 
@@ -284,19 +154,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("command", nargs="?", default="load", choices=("load", "serve"))
     parser.add_argument("profile", nargs="?", help="(serve) the profile to serve")
     parser.add_argument("--url", action="append", default=[], help="a media WebSocket URL to load (repeatable)")
-    parser.add_argument("--steps", default=",".join(map(str, STEPS)))
+    parser.add_argument("--steps", default=",".join(map(str, STEPS)), help="callers per step, rising")
     parser.add_argument("--window", type=float, default=20.0, help="seconds measured per step")
     parser.add_argument("--latency-sessions", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=1,
-                        help="serve with `voicepipe serve --workers N` (the added latency is then not measured)")
+    parser.add_argument("--workers", default="1",
+                        help="serving processes (`voicepipe serve --workers N`); a list such as 1,2 measures each "
+                             "in turn and prints the ratio of what they held")
+    parser.add_argument("--emulator", choices=("process", "embedded"), default="process",
+                        help="the emulator in one process of its own (default), or embedded in each serving "
+                             "process, as `endpoint: emulator` profiles run it")
     args = parser.parse_args(argv)
     if args.command == "serve":
         serve(args.profile)
         return 0
-    from benchmarks.concurrency import SCENARIO
-    from benchmarks.harness import EmulatorProcess, benchmark_key, process_cpu_seconds
-    from voicepipe.metrics_stats import percentile
-
     steps = [int(n) for n in args.steps.split(",") if n]
     if args.url:
         for n in steps:
@@ -305,98 +175,150 @@ def main(argv: Optional[list[str]] = None) -> int:
             if step.late_frames or step.failed:
                 break
         return 0
-    with tempfile.TemporaryDirectory(prefix="voicepipe-web-load-") as tmp, benchmark_key(), \
-            EmulatorProcess(speed=1, scenario=SCENARIO) as emulator, server_process(Path(tmp), emulator.url) as (proc, url):
-        step = eventloop.run(run_step([url], args.latency_sessions, args.window, keep_arrivals=True))
-        probe = Path(tmp) / "probe"
-        for _ in range(100):  # the callers hung up: their sessions end and write the probe files
-            if len(list(probe.glob("*.json"))) >= args.latency_sessions:
-                break
-            time.sleep(0.1)
-        latency = sorted(added_latency(Path(tmp) / "probe", step.arrivals))
-        if latency:
-            print(f"added latency over {len(latency)} deltas ({args.latency_sessions} callers): "
-                  f"p50 {percentile(latency, 50):.3f} ms, p99 {percentile(latency, 99):.3f} ms", flush=True)
-    if args.workers > 1:
-        return load_workers(steps, args.window, args.workers)
-    best = 0
-    for n in steps:
-        with tempfile.TemporaryDirectory(prefix="voicepipe-web-load-") as tmp, benchmark_key(), \
-                EmulatorProcess(speed=1, scenario=SCENARIO) as emulator, server_process(Path(tmp), emulator.url) as (proc, url):
-            cpu0, ecpu0, t0 = process_cpu_seconds(proc.pid), emulator.cpu_seconds(), time.monotonic()
-            step = eventloop.run(run_step([url], n, args.window))
-            elapsed = time.monotonic() - t0
-            cpu = (process_cpu_seconds(proc.pid) - cpu0) / elapsed * 100
-            ecpu = (emulator.cpu_seconds() - ecpu0) / elapsed * 100
-            print(f"{describe(step)}; CPU server {cpu:.0f}% emulator {ecpu:.0f}%", flush=True)
-            if step.late_frames or step.failed:
-                break
-            best = n
-    print(f"held: {best} callers at real-time pacing by one serving process", flush=True)
+    try:
+        counts = sorted({int(n) for n in args.workers.split(",") if n})
+    except ValueError:
+        parser.error(f"--workers {args.workers}: give a number or a list such as 1,2")
+    if args.latency_sessions:
+        measure_added_latency(args.latency_sessions, args.window)
+    held: dict[int, int] = {}
+    for workers in counts:
+        start = max(held.values(), default=0)  # more workers hold at least what fewer held: verified, not assumed
+        held[workers] = load_steps([n for n in steps if n >= start] or steps[-1:], args.window, workers, args.emulator)
+    one = held[counts[0]]
+    for workers in counts[1:]:
+        ratio = f"{held[workers] / one:.2f}x" if one else "n/a"
+        print(f"{workers} workers / {counts[0]}: {held[workers]} / {one} callers = {ratio} (goal >= 1.6x for 2 / 1)")
     return 0
 
 
-def load_workers(steps: list[int], window: float, workers: int) -> int:
-    """The steps against `voicepipe serve --workers N` on one port, the emulator in its own process."""
+def measure_added_latency(sessions: int, window: float) -> None:
+    """Server dispatch -> client socket for the deltas of a few callers (the probe plugin's server)."""
+    from benchmarks.concurrency import SCENARIO
+    from benchmarks.harness import EmulatorProcess, benchmark_key
+    from voicepipe.metrics_stats import percentile
+
+    with tempfile.TemporaryDirectory(prefix="voicepipe-web-load-") as tmp, benchmark_key(), \
+            EmulatorProcess(speed=1, scenario=SCENARIO) as emulator, server_process(Path(tmp), emulator.url) as (_, url):
+        step = eventloop.run(run_step([url], sessions, window, keep_arrivals=True))
+        probe = Path(tmp) / "probe"
+        for _ in range(100):  # the callers hung up: their sessions end and write the probe files
+            if len(list(probe.glob("*.json"))) >= sessions:
+                break
+            time.sleep(0.1)
+        latency = sorted(added_latency(probe, step.arrivals))
+    if latency:
+        print(f"added latency over {len(latency)} deltas ({sessions} callers): "
+              f"p50 {percentile(latency, 50):.3f} ms, p99 {percentile(latency, 99):.3f} ms", flush=True)
+
+
+@contextlib.contextmanager
+def _endpoint(workdir: Path, emulator: str) -> Iterator[tuple[dict, Callable[[], float]]]:
+    """The profile's ``connection`` section, and the CPU seconds of an emulator of its own (or 0)."""
+    from benchmarks.concurrency import SCENARIO
+    from benchmarks.harness import EmulatorProcess
+
+    connection = {"model": "gpt-realtime", "auth": "api-key", "connect_timeout_s": 120, "session_timeout_s": 120}
+    if emulator == "embedded":
+        scenario = workdir / "scenario.yaml"
+        scenario.write_text(SCENARIO, encoding="utf-8")
+        yield {**connection, "endpoint": "emulator", "emulator": {"scenario": str(scenario), "speed": 1}}, lambda: 0.0
+        return
+    with EmulatorProcess(speed=1, scenario=SCENARIO) as process:
+        yield {**connection, "endpoint": process.url}, process.cpu_seconds
+
+
+@contextlib.contextmanager
+def _serving(profile: Path, workers: int, log_dir: Path) -> Iterator[tuple[subprocess.Popen, int]]:
+    """`voicepipe serve [--workers N]` on a free loopback port, ready; stopped at the end."""
     import socket
     import urllib.request
 
-    from benchmarks.concurrency import SCENARIO
-    from benchmarks.harness import EmulatorProcess, benchmark_key, write_profile
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = dict(os.environ, VOICEPIPE_SERVE_TOKEN=BENCH_TOKEN)
+    scale = ["--workers", str(workers)] if workers > 1 else []
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voicepipe", "serve", str(profile), *scale, "--port", str(port), "--log-dir", str(log_dir)],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(300):
+            with contextlib.suppress(OSError):
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).status == 200:
+                    break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("the server did not become ready in 30 s")
+        yield proc, port
+    finally:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=30)
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _wait_idle(port: int) -> None:
+    """Until the last step's sessions have ended (``/metrics``: no active session)."""
+    import urllib.request
+
+    for _ in range(300):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            active = [line for line in response.read().decode().splitlines()
+                      if line.startswith("voicepipe_serve_active_sessions{")]
+        if active and all(float(line.rsplit(" ", 1)[1]) == 0 for line in active):
+            return
+        time.sleep(0.1)
+    raise RuntimeError("the last step's sessions did not end in 30 s")
+
+
+def load_steps(steps: list[int], window: float, workers: int, emulator: str) -> int:
+    """The steps, rising, against one warm `voicepipe serve [--workers N]`; the most callers held.
+
+    The server runs through all the steps, as one in production would: a step measures what it
+    holds once warm, not its first seconds (imports on a first session, allocator growth)."""
+    from benchmarks.harness import benchmark_key, write_profile
 
     best = 0
-    for n in steps:
-        with tempfile.TemporaryDirectory(prefix="voicepipe-web-load-") as tmp, benchmark_key(), \
-                EmulatorProcess(speed=1, scenario=SCENARIO) as emulator:
-            profile = write_profile(Path(tmp) / "profile", emulator.url,
-                                    {"input": {"backend": "web"}, "output": {"backend": "web"}},
-                                    serve={"max_sessions": 1000}, metrics={"table": False})
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", 0))
-                port = probe.getsockname()[1]
-            env = dict(os.environ, VOICEPIPE_SERVE_TOKEN=BENCH_TOKEN)
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "voicepipe", "serve", str(profile), "--workers", str(workers), "--port", str(port),
-                 "--log-dir", str(Path(tmp) / "runs")],
-                cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )
-            try:
-                for _ in range(300):
-                    try:
-                        if urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1).status == 200:
-                            break
-                    except OSError:
-                        time.sleep(0.1)
-                cpu0, ecpu0, t0 = _tree_cpu(proc.pid), emulator.cpu_seconds(), time.monotonic()
-                step = eventloop.run(run_step([f"ws://127.0.0.1:{port}/benchmark/ws"], n, window))
-                elapsed = time.monotonic() - t0
-                cpu = (_tree_cpu(proc.pid) - cpu0) / elapsed * 100
-                ecpu = (emulator.cpu_seconds() - ecpu0) / elapsed * 100
-            finally:
-                proc.terminate()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=30)
-                if proc.poll() is None:
-                    proc.kill()
-            print(f"{describe(step)}; CPU servers {cpu:.0f}% emulator {ecpu:.0f}%", flush=True)
-            if step.late_frames or step.failed:
-                break
-            best = n
-    print(f"held: {best} callers at real-time pacing by {workers} workers", flush=True)
-    return 0
+    with tempfile.TemporaryDirectory(prefix="voicepipe-web-load-") as tmp, benchmark_key(), \
+            _endpoint(Path(tmp), emulator) as (connection, emulator_cpu):
+        profile = write_profile(Path(tmp) / "profile", connection["endpoint"],
+                                {"input": {"backend": "web"}, "output": {"backend": "web"}},
+                                connection=connection, serve={"max_sessions": 1000}, metrics={"table": False})
+        with _serving(profile, workers, Path(tmp) / "runs") as (proc, port):
+            def cpu() -> dict[str, float]:
+                seconds = {f"server {pid}": value for pid, value in _tree_cpu(proc.pid).items()}
+                return {**seconds, "emulator": emulator_cpu(), "load client": time.process_time()}
+
+            for n in steps:
+                _wait_idle(port)
+                step = eventloop.run(run_step([f"ws://127.0.0.1:{port}/benchmark/ws"], n, window, cpu=cpu))
+                servers = sorted((share for name, share in step.cpu.items() if name.startswith("server")), reverse=True)
+                emulator_share = f"emulator {step.cpu['emulator']:.0f}%" if emulator == "process" else "emulator in them"
+                print(f"{workers} worker{'s' if workers > 1 else ''}, {describe(step)}; CPU in the window: servers "
+                      f"{'+'.join(f'{x:.0f}%' for x in servers if x >= 0.5)}, {emulator_share}, "
+                      f"load client {step.cpu['load client']:.0f}%", flush=True)
+                if step.late_frames or step.failed:
+                    break
+                best = n
+    print(f"held: {best} callers at real-time pacing by {workers} serving process{'es' if workers > 1 else ''}"
+          f" (emulator: {emulator})", flush=True)
+    return best
 
 
-def _tree_cpu(pid: int) -> float:
-    """CPU seconds of a process and its children (the gunicorn master and its workers)."""
+def _tree_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of a process and of each of its children (the gunicorn master and its workers)."""
     from benchmarks.harness import process_cpu_seconds
 
-    total = process_cpu_seconds(pid)
+    each = {pid: process_cpu_seconds(pid)}
     children = Path(f"/proc/{pid}/task/{pid}/children")
     if children.exists():
         for child in children.read_text().split():
             with contextlib.suppress(OSError, ValueError):
-                total += process_cpu_seconds(int(child))
-    return total
+                each[int(child)] = process_cpu_seconds(int(child))
+    return each
 
 
 if __name__ == "__main__":
