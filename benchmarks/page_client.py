@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import json
 import os
 import struct
 import time
 from pathlib import Path
+from random import getrandbits
 from typing import Optional
 from urllib.parse import urlsplit
 
@@ -70,8 +72,14 @@ class Step:
             self.all_ready.set()
 
 
-def _frame(opcode: int, payload: bytes) -> bytes:
-    """A client frame: FIN, the opcode, masked with a fresh key (RFC 6455 section 5.3)."""
+_REPEAT: dict[int, int] = {}  # words -> the int whose every 4-byte word is 1: key * it repeats the key
+
+
+def _frame(opcode: int, payload: bytes, value: Optional[int] = None) -> bytes:
+    """A client frame: FIN, the opcode, masked with a fresh key (RFC 6455 section 5.3).
+
+    ``value`` is ``int.from_bytes(payload, "little")`` when the caller keeps it (the same audio
+    frames go out again and again); the mask is one XOR of two integers."""
     size = len(payload)
     if size < 126:
         head = struct.pack("!BB", 0x80 | opcode, 0x80 | size)
@@ -79,12 +87,26 @@ def _frame(opcode: int, payload: bytes) -> bytes:
         head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, size)
     else:
         head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, size)
-    key = os.urandom(4)
+    key = getrandbits(32)
     if not size:
-        return head + key
+        return head + key.to_bytes(4, "little")
     words = (size + 3) // 4
-    masked = int.from_bytes(payload, "little") ^ int.from_bytes(key * words, "little")
-    return head + key + masked.to_bytes(words * 4, "little")[:size]
+    repeat = _REPEAT.get(words)
+    if repeat is None:
+        repeat = _REPEAT[words] = int.from_bytes(b"\1\0\0\0" * words, "little")
+    if value is None:
+        value = int.from_bytes(payload, "little")
+    return head + key.to_bytes(4, "little") + (value ^ key * repeat).to_bytes(words * 4, "little")[:size]
+
+
+@functools.lru_cache(maxsize=4)
+def _microphone(rate: int) -> tuple[list[tuple[bytes, int]], tuple[bytes, int]]:
+    """The question's 20 ms frames and a silent one, each with its value for :func:`_frame`."""
+    frame_bytes = rate * FRAME_MS // 1000 * 2
+    spoken = question(rate)
+    chunks = [spoken[i : i + frame_bytes] for i in range(0, len(spoken), frame_bytes)]
+    silence = bytes(frame_bytes)
+    return [(chunk, int.from_bytes(chunk, "little")) for chunk in chunks], (silence, 0)
 
 
 class PageCaller(asyncio.Protocol):
@@ -107,13 +129,14 @@ class PageCaller(asyncio.Protocol):
         self.received: dict[str, int] = {}  # item_id -> frames received
         self.first: dict[str, float] = {}  # item_id -> first frame's arrival, while it plays
         self.played: dict[str, int] = {}
+        self.quoted: dict[str, str] = {}  # item_id -> as JSON
         self.receipts = 0  # sent, as the page counts them
         self.in_rate = self.out_rate = 0
         self.last_audio = 0.0
         self.asked_at = -1e9
-        self.asking: list[bytes] = []
-        self.chunks: list[bytes] = []
-        self.silence = b""
+        self.asking: list[tuple[bytes, int]] = []
+        self.chunks: list[tuple[bytes, int]] = []
+        self.silence = (b"", 0)
 
     # -- the connection ------------------------------------------------------------------------
 
@@ -197,10 +220,7 @@ class PageCaller(asyncio.Protocol):
             self.items[m["n"]] = m["item_id"]
         elif m["type"] == "ready":
             self.in_rate, self.out_rate = m["input_rate"], m["output_rate"]
-            frame_bytes = self.in_rate * FRAME_MS // 1000 * 2
-            spoken = question(self.in_rate)
-            self.chunks = [spoken[i : i + frame_bytes] for i in range(0, len(spoken), frame_bytes)]
-            self.silence = bytes(frame_bytes)
+            self.chunks, self.silence = _microphone(self.in_rate)
             self.ready = True
             if not self.opened.done():
                 self.opened.set_result(None)
@@ -232,7 +252,7 @@ class PageCaller(asyncio.Protocol):
                 and not self.first and not (self.ask_once and self.asked_at > 0):
             self.asked_at = now
             self.asking = self.chunks[::-1]
-        self.transport.write(_frame(2, self.asking.pop() if self.asking else self.silence))
+        self.transport.write(_frame(2, *(self.asking.pop() if self.asking else self.silence)))
 
     def report(self, now: float) -> None:
         """The receipts of what the simulated speaker has played (the page sends them from its
@@ -243,8 +263,9 @@ class PageCaller(asyncio.Protocol):
             frames = min(self.received[item_id], int((now - start - BUFFER_MS / 1000) * self.out_rate))
             if frames > self.played.get(item_id, 0):
                 self.played[item_id] = frames
-                receipt = {"type": "played", "item_id": item_id, "ms": frames * 1000 / self.out_rate}
-                self.transport.write(_frame(1, json.dumps(receipt).encode()))
+                ms = frames * 1000 / self.out_rate
+                quoted = self.quoted.get(item_id) or self.quoted.setdefault(item_id, json.dumps(item_id))
+                self.transport.write(_frame(1, f'{{"type":"played","item_id":{quoted},"ms":{ms!r}}}'.encode()))
                 self.receipts += 1
             elif frames >= self.received[item_id]:
                 del self.first[item_id]

@@ -1,30 +1,32 @@
-"""Browser-protocol load: how many callers one serving process holds, and what the web transport adds.
+"""Browser-protocol load: how many callers serving processes hold, and what the web transport adds.
 
-A headless client speaks the page's WebSocket protocol (:mod:`voicepipe.serve.browser`) for N
-callers at once: each sends the spoken question (``profiles/audio/question.wav``) in 20 ms PCM16
-frames at real-time pacing, then silence until the answer has played, and asks again; it plays the
-answer on a simulated clock (a 50 ms buffer from the first frame of an item) and sends ``played``
-receipts every 20 ms, as the page does. Per step, after all N are connected and settled, a window
-is measured:
+The load client (:mod:`benchmarks.page_client`) speaks the page's WebSocket protocol for N callers
+at once: each sends the spoken question in 20 ms PCM16 frames at real-time pacing, then silence
+until the answer has played, and asks again; it plays the answer on a simulated clock (a 50 ms
+buffer from the first frame of an item) and sends ``played`` receipts every 20 ms, as the page
+does. Per step, after all N are connected and settled, a window is measured:
 
 * a late frame: one that arrived after its simulated playout time (first frame of its item +
   ``BUFFER_MS`` + the audio before it): the caller's speaker would have run dry;
 * a late send: a microphone frame sent more than ``BUFFER_MS`` after its due time (the client
   itself could not keep up: a limit of the test, reported as such).
 
-A step passes with no late frame. Steps go up until one fails.
+A step passes with no late frame and no failed caller; steps rise until one fails. One
+`voicepipe serve` runs through all the steps of a worker count (warm, as in production); each
+step reports every process's share of a core over its window.
 
 The added latency of the transport: the server's probe plugin (:mod:`benchmarks.web_probe`) stamps
 each assistant delta as the first hook sees it; the client stamps the frame holding the same bytes
 when its socket delivers it; both on the machine's monotonic clock.
 
-    python -m benchmarks.web_load                      # emulator + one serving process + the client
-    python -m benchmarks.web_load --steps 10,20 --window 15
-    python -m benchmarks.web_load --url ws://127.0.0.1:8080/web-demo/ws --url ws://...  # given servers
+    python -m benchmarks.web_load                          # emulator process + one server + client
+    python -m benchmarks.web_load --workers 1,2 --steps 100,120,140,160,180,200,220,240 --window 10
+    python -m benchmarks.web_load --workers 1,2 --emulator embedded ...   # emulator in each server
+    python -m benchmarks.web_load --url ws://127.0.0.1:8080/web-demo/ws   # a server started by hand
 
-With ``--url`` the client only loads the given media endpoints (round robin): for a server started
-by hand, or several workers behind one port (then the transport latency is not measured: the
-probe is in the server this command starts).
+With ``--url`` the client only loads the given media endpoints (round robin), for a server on
+another machine; the transport latency is then not measured (the probe is in the server this
+command starts).
 """
 
 from __future__ import annotations
@@ -156,7 +158,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--url", action="append", default=[], help="a media WebSocket URL to load (repeatable)")
     parser.add_argument("--steps", default=",".join(map(str, STEPS)), help="callers per step, rising")
     parser.add_argument("--window", type=float, default=20.0, help="seconds measured per step")
-    parser.add_argument("--latency-sessions", type=int, default=4)
+    parser.add_argument("--latency-sessions", type=int, default=4,
+                        help="callers whose deltas time the transport's added latency first (0: skip it)")
     parser.add_argument("--workers", default="1",
                         help="serving processes (`voicepipe serve --workers N`); a list such as 1,2 measures each "
                              "in turn and prints the ratio of what they held")
@@ -167,7 +170,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.command == "serve":
         serve(args.profile)
         return 0
-    steps = [int(n) for n in args.steps.split(",") if n]
+    try:
+        steps = [int(n) for n in args.steps.split(",") if n]
+    except ValueError:
+        parser.error(f"--steps {args.steps}: give numbers of callers such as 100,120,140")
     if args.url:
         for n in steps:
             step = eventloop.run(run_step(args.url, n, args.window))
