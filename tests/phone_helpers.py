@@ -69,9 +69,20 @@ def speech(rate: int, wav: Path = QUESTION) -> bytes:
     return load_mono_pcm16(read_wav_info(wav), rate)
 
 
+def _on_grid(t: float, step: float) -> float:
+    """The latest multiple of ``step`` not after ``t``."""
+    return t - t % step
+
+
 class FarEnd:
     """What both far ends share: a microphone that sends frames in real time (speech when there
-    is some, silence otherwise) and a player that plays received audio at ``speed`` times real time."""
+    is some, silence otherwise) and a player that plays received audio at ``speed`` times real time.
+
+    Both keep to one 20 ms grid (10 ms for the player) shared by every far end of the process, as
+    the browser load client's single ticker does (:mod:`benchmarks.page_client`): a server loaded
+    by many far ends then wakes once per tick for all of them, whichever protocol they speak, and
+    the phone benchmark compares the transports' work rather than how the far ends are scheduled.
+    """
 
     frame_bytes = 0
     silence_frame = b""
@@ -113,7 +124,7 @@ class FarEnd:
         return bool(self._script)
 
     async def _microphone(self) -> None:
-        started = time.monotonic() - LEAD_S
+        started = _on_grid(time.monotonic(), FRAME_S) - LEAD_S
         sent = 0
         while not self.ws.closed:
             frame = self._script.popleft() if self._script else self.silence_frame
@@ -136,8 +147,9 @@ class FarEnd:
     async def _player(self) -> None:
         last = time.monotonic()
         budget = 0.0
+        tick = FRAME_S / 2
         while not self.ws.closed:
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(_on_grid(last, tick) + tick - last)
             now = time.monotonic()
             budget += (now - last) * self.rate * self.speed
             last = now

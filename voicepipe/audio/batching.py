@@ -45,6 +45,7 @@ class InputBatcher:
     :meth:`holds` only says whether a chunk may wait, for an input that keeps the bytes itself."""
 
     def __init__(self, chunk_ms: float, batch_ms: float = DEFAULT_BATCH_MS, dbfs: float = DEFAULT_QUIET_DBFS):
+        self.chunk_ms = chunk_ms
         self.batch_chunks = max(int(batch_ms // chunk_ms), 1)
         self.after_chunks = math.ceil(QUIET_AFTER_S * 1000 / chunk_ms)
         self.onset_chunks = math.ceil(ONSET_S * 1000 / chunk_ms)
@@ -72,7 +73,12 @@ class InputBatcher:
 
     def holds(self, chunk: bytes) -> bool:
         """Whether ``chunk`` may wait with those before it; false: they all leave now, with it."""
-        if self.is_quiet(chunk):
+        return self.decide(self.is_quiet(chunk))
+
+    def decide(self, quiet: bool) -> bool:
+        """:meth:`holds` for a chunk whose quietness the input judged itself (a phone call's wire
+        audio, before it is converted)."""
+        if quiet:
             self._quiet_run += 1
             steady = self._quiet_run > self.after_chunks
             if steady:

@@ -242,6 +242,13 @@ def g711_decode(data: bytes, fmt: str) -> bytes:
     return decode[np.frombuffer(data, dtype=np.uint8)].astype("<i2").tobytes()
 
 
+def g711_quiet_codes(fmt: str, peak: int) -> bytes:
+    """The G.711 codes whose level is no louder than ``peak`` (a PCM16 magnitude): a frame is
+    quiet when ``frame.translate(None, codes)`` leaves nothing, with no decoding."""
+    decode, _ = _tables(fmt)
+    return bytes(code for code in range(256) if abs(int(decode[code])) <= peak)
+
+
 def g711_encode(pcm: bytes, fmt: str) -> bytes:
     """PCM16 → G.711 (``g711_ulaw`` / ``g711_alaw``) bytes."""
     import numpy as np

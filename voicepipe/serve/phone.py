@@ -34,7 +34,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 import voicepipe
 from voicepipe.audio.base import AudioOutput, ItemPlayback
-from voicepipe.audio.pcm import SAMPLE_WIDTH
+from voicepipe.audio.pcm import SAMPLE_WIDTH, g711_decode
 from voicepipe.serve.transport import MAX_PENDING_S, CallerInput, Transport
 
 #: where the phone service reaches this server (``https://voice.example.com``); without it the
@@ -72,14 +72,15 @@ class TimedCallerInput(CallerInput):
         #: arrival time of each yielded chunk, oldest first, until its append is sent
         self.arrivals: deque = deque(maxlen=1000)
 
-    def feed_at(self, pcm: bytes, at: float) -> None:
+    def feed_at(self, pcm: bytes, at: float, leave: Optional[bool] = None) -> None:
+        """:meth:`feed` ``pcm`` that arrived at ``at``."""
         if self._ended or self._closed or not pcm:
             return
         self._fed += len(pcm)
         self._fed_until.append((self._fed, at))
         if len(self._fed_until) > 4096:  # nobody reads (the session has not opened its input)
             self._fed_until.popleft()
-        self.feed(pcm)
+        self.feed(pcm, leave)
 
     async def __aiter__(self):  # type: ignore[override]
         fed_until = self._fed_until
@@ -97,34 +98,52 @@ class TimedCallerInput(CallerInput):
 
 
 class WireInput:
-    """The caller's audio from the socket (PCM16 mono at ``wire_rate``) into the session's input.
+    """The caller's audio from the socket (mono at ``wire_rate``: PCM16, or G.711 ``codec`` bytes)
+    into the session's input, converted to PCM16 at the session's input rate.
 
     Until the session has opened its input (its rate is not known yet) up to ``MAX_PENDING_S`` of
     wire audio waits here. A caller sending faster than real time beyond ``MAX_AHEAD_S`` is
-    flooding: the excess is dropped and reported."""
+    flooding: the excess is dropped and reported.
 
-    def __init__(self, target: TimedCallerInput, wire_rate: int, clock: Callable[[], float] = time.monotonic):
+    With the input's :attr:`~voicepipe.audio.base.AudioInput.batcher` set, its rules are applied
+    here, frame by frame, to the wire audio as it arrives (quiet judged on the wire samples: for
+    G.711 a byte lookup, no decoding): frames that may wait are kept as they came and converted
+    together when one must leave, so the steady middle of a call costs one decoding and one
+    resampling per batch instead of per 20 ms frame. The edges leave at once as for any input; a
+    frame that is not one input chunk long leaves at once too. The resampler is exact
+    (:class:`~voicepipe.audio.resample.StreamResampler`), so the session receives the same bytes
+    however the frames were grouped."""
+
+    def __init__(self, target: TimedCallerInput, wire_rate: int, clock: Callable[[], float] = time.monotonic,
+                 codec: Optional[str] = None):
         self.target = target
         self.wire_rate = int(wire_rate)
         self.clock = clock
+        self.codec = codec
+        self.width = 1 if codec else SAMPLE_WIDTH  # wire bytes per sample
         self._resampler: Any = None
         self._rate: Optional[int] = None
         self._early: list[tuple[bytes, float]] = []
         self._early_bytes = 0
         self._started: Optional[float] = None
         self._received_s = 0.0
+        self._gate: Any = None  # the input's batcher, when its rules are applied here
+        self._frame_bytes = 0  # wire bytes of one input chunk
+        self._quiet_codes = b""
+        self._held: list[bytes] = []
         #: wire audio dropped as a flood (seconds)
         self.flooded_s = 0.0
 
     def set_wire_rate(self, rate: int) -> None:
         """The far end said which rate it sends (ACS's ``AudioMetadata``)."""
         if int(rate) != self.wire_rate:
+            self._release(self.clock())  # held audio was at the old rate
             self.wire_rate = int(rate)
             self._rate = None  # the converter is rebuilt for the new rate
 
-    def push(self, pcm: bytes, at: float) -> bool:
+    def push(self, wire: bytes, at: float) -> bool:
         """Add wire audio received at ``at``; ``False`` when it was dropped as a flood."""
-        seconds = len(pcm) / SAMPLE_WIDTH / self.wire_rate
+        seconds = len(wire) / self.width / self.wire_rate
         if self._started is None:
             self._started = at
         self._received_s += seconds
@@ -134,37 +153,72 @@ class WireInput:
             return False
         rate = self.target.sample_rate
         if rate is None:
-            self._early.append((pcm, at))
-            self._early_bytes += len(pcm)
-            limit = int(MAX_PENDING_S * self.wire_rate) * SAMPLE_WIDTH
+            self._early.append((wire, at))
+            self._early_bytes += len(wire)
+            limit = int(MAX_PENDING_S * self.wire_rate) * self.width
             while self._early_bytes > limit:
                 self._early_bytes -= len(self._early.pop(0)[0])
             return True
         if rate != self._rate:
-            self._rate = rate
-            self._resampler = None
-            if rate != self.wire_rate:
-                from voicepipe.audio.resample import StreamResampler
-
-                self._resampler = StreamResampler(self.wire_rate, rate)
+            self._setup(rate)
         if self._early:
             early, self._early = self._early, []
             self._early_bytes = 0
-            for part, when in early:
-                self._convert(part, when)
-        self._convert(pcm, at)
+            self._convert([part for part, _ in early], early[-1][1], True if self._gate is not None else None)
+        gate = self._gate
+        if gate is None:
+            self._convert([wire], at, None)
+            return True
+        if len(wire) == self._frame_bytes and gate.decide(self._quiet(wire)):
+            self._held.append(wire)
+            return True
+        held = self._held
+        held.append(wire)
+        self._held = []
+        self._convert(held, at, True)
         return True
 
-    def _convert(self, pcm: bytes, at: float) -> None:
-        if self._resampler is not None:
-            pcm = self._resampler.process(pcm)
-        self.target.feed_at(pcm, at)
+    def _setup(self, rate: int) -> None:
+        self._rate = rate
+        self._resampler = None
+        if rate != self.wire_rate:
+            from voicepipe.audio.resample import StreamResampler
+
+            self._resampler = StreamResampler(self.wire_rate, rate, exact=True)
+        batcher = self.target.batcher
+        self._gate = batcher if batcher is not None and getattr(batcher, "enabled", False) else None
+        if self._gate is not None:
+            frames = self.wire_rate * batcher.chunk_ms / 1000
+            self._frame_bytes = int(frames) * self.width if frames == int(frames) else -1
+            if self.codec:
+                from voicepipe.audio.pcm import g711_quiet_codes
+
+                self._quiet_codes = g711_quiet_codes(self.codec, batcher.peak)
+
+    def _quiet(self, wire: bytes) -> bool:
+        if self.codec:
+            return not wire.translate(None, self._quiet_codes)
+        return self._gate.is_quiet(wire)
+
+    def _convert(self, parts: list, at: float, leave: Optional[bool]) -> None:
+        wire = parts[0] if len(parts) == 1 else b"".join(parts)
+        if self.codec:
+            wire = g711_decode(wire, self.codec)
+        pcm = self._resampler.process(wire) if self._resampler is not None else wire
+        self.target.feed_at(pcm, at, leave)
+
+    def _release(self, at: float) -> None:
+        """Convert and hand on what the batcher's rules kept waiting."""
+        if self._held:
+            held, self._held = self._held, []
+            self._convert(held, at, True)
 
     def end(self) -> None:
+        self._release(self.clock())
         if self._resampler is not None:
             tail = self._resampler.flush()
             if tail:
-                self.target.feed_at(tail, self.clock())
+                self.target.feed_at(tail, self.clock(), True if self._gate is not None else None)
         self.target.end()
 
 
@@ -604,12 +658,14 @@ class PhoneTransport(Transport):
     Subclasses handle each message of their protocol in :meth:`handle`."""
 
     output: PhoneOutput
+    #: the G.711 format of the caller's audio on the wire (``g711_ulaw``), or None for PCM16
+    wire_codec: Optional[str] = None
 
     def __init__(self, ws: web.WebSocketResponse, log: Any, output: PhoneOutput, wire_rate: int):
         self.ws = ws
         self.log = log
         self.input = TimedCallerInput()
-        self.wire = WireInput(self.input, wire_rate)
+        self.wire = WireInput(self.input, wire_rate, codec=self.wire_codec)
         self.output = output
         self.latency = LatencyLog()
         self.outbox = Outbox(ws, self.latency)

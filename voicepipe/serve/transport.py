@@ -98,8 +98,12 @@ class CallerInput(AudioInput):
         assert self.sample_rate is not None
         return self.sample_rate
 
-    def feed(self, pcm: bytes) -> None:
-        """Add caller audio (PCM16 at :attr:`sample_rate`); never blocks."""
+    def feed(self, pcm: bytes, leave: Optional[bool] = None) -> None:
+        """Add caller audio (PCM16 at :attr:`sample_rate`); never blocks.
+
+        ``leave`` is for a feeder that applied :attr:`batcher`'s rules itself (a phone call's wire
+        audio, decided before it is converted): ``True``, every whole chunk pending leaves now;
+        ``False``, it waits. ``None``: the batcher decides chunk by chunk."""
         if self._ended or self._closed:
             return
         self._pending += pcm
@@ -107,7 +111,13 @@ class CallerInput(AudioInput):
         if len(self._pending) > limit:
             self._drop(len(self._pending) - limit)
         if self._wake is not None:
-            self._check()
+            if leave is None or self.batcher is None:
+                self._check()
+            elif leave:
+                size = self._chunk_bytes
+                self._checked = len(self._pending) - len(self._pending) % size
+                if self._checked:
+                    self._wake.set()
 
     def _check(self) -> None:
         """Wake the reader when a chunk is ready to leave."""

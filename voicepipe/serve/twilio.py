@@ -37,7 +37,7 @@ from xml.sax.saxutils import quoteattr
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from voicepipe.audio.pcm import g711_decode, g711_encode
+from voicepipe.audio.pcm import g711_encode
 from voicepipe.serve import phone
 from voicepipe.serve.phone import PhoneOutput, PhoneTransport, b64, unb64
 
@@ -122,6 +122,9 @@ class TwilioTransport(PhoneTransport):
     """One Twilio Media Stream (after its ``start``)."""
 
     kind = "twilio"
+    # media payloads are always audio/x-mulaw at 8000 Hz (the start message's mediaFormat):
+    # https://www.twilio.com/docs/voice/media-streams/websocket-messages
+    wire_codec = "g711_ulaw"
 
     def __init__(self, ws: web.WebSocketResponse, log: Any, start: Mapping[str, Any]):
         super().__init__(ws, log, TwilioOutput(), WIRE_RATE)
@@ -139,7 +142,7 @@ class TwilioTransport(PhoneTransport):
             payload = unb64(media["payload"])
             if not payload or len(payload) > MAX_PAYLOAD_BYTES:
                 raise ValueError("media payload that is not base64 audio of 1 to 8000 bytes")
-            if not self.wire.push(g711_decode(payload, "g711_ulaw"), at):
+            if not self.wire.push(payload, at):  # mu-law, decoded by the wire input
                 raise ValueError("audio faster than real time (dropped)")
             return None
         if event == "mark":
