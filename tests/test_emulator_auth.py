@@ -83,13 +83,16 @@ def test_missing_credential_and_query_parameter_key():
                     plain_status = plain.status
                 async with http.get(emulator.url + "/elsewhere", headers={"api-key": "k1"}) as elsewhere:
                     elsewhere_status = elsewhere.status
-            return missing_status, missing_body, first, plain_status, elsewhere_status
+                async with http.post(emulator.url + "/voice-live/realtime", headers={"api-key": "k1"}) as posted:
+                    posted_status, allowed = posted.status, posted.headers.get("Allow")
+            return missing_status, missing_body, first, plain_status, elsewhere_status, posted_status, allowed
 
-    missing_status, missing_body, first, plain_status, elsewhere_status = run(main())
+    missing_status, missing_body, first, plain_status, elsewhere_status, posted_status, allowed = run(main())
     assert missing_status == 401 and "api-key" in missing_body
     assert first["type"] == "session.created"
     assert plain_status == 426  # authenticated, but not a WebSocket upgrade
     assert elsewhere_status == 404
+    assert posted_status == 405 and allowed == "GET,HEAD"
 
 
 def test_scenario_can_refuse_with_403_then_accept():

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, AsyncIterator, Optional
 from urllib.parse import urlsplit
 
+from voicepipe.cycles import release_sdk_connection
 from voicepipe.errors import SessionError, UsageError
 
 if TYPE_CHECKING:
@@ -215,6 +216,7 @@ async def connect(target: Target, endpoint_url: str, credential: Any) -> AsyncIt
     finally:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(manager.__aexit__(None, None, None), 5)
+        release_sdk_connection(connection)
 
 
 async def _opened(manager: Any, target: Target, where: str) -> Any:

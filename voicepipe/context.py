@@ -110,9 +110,22 @@ class SessionContext:
         if exc is not None:
             self.log.error("background_task_failed", task=task.get_name(), error=repr(exc))
 
+    def _release(self) -> None:
+        """The session has ended: ``send``, ``stop`` and ``notify_playback`` do nothing from now
+        on, and the context lets go of the runtime's methods and of the plugins' state in
+        ``stash``, which refer back to it (cycles that would keep the whole session for a full
+        garbage collection)."""
+        self._send = self._stop = self._notify_playback = _ended
+        self._on_write_failure = None
+        self.stash.clear()
+
     async def _cancel_tasks(self) -> None:
         tasks = [t for t in self._tasks if not t.done()]
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=2)
+
+
+def _ended(*args: Any) -> None:
+    """What an ended session's ``send``, ``stop`` and ``notify_playback`` do: nothing."""

@@ -267,6 +267,17 @@ class Pipeline:
                 self._plugin_failed(plugin_name, "voicepipe_session_end", "session_end", exc)
         await self.ctx._cancel_tasks()
 
+    def release(self) -> None:
+        """Once the session has ended (after :meth:`end`): drop the context's references back to
+        the runtime and the plugins' state, which close reference cycles over the whole session,
+        so that reference counting frees it instead of a full garbage collection (whose pause, in
+        a process of many sessions, is a dropout for every caller). The plugin manager is its
+        maker's to release (:func:`voicepipe.plugins.release_plugin_manager`): it may still call
+        hooks of its own."""
+        self.ctx._release()
+        self._impls.clear()
+        self._callers.clear()
+
 
 def event_fields(event: Any) -> Mapping[str, Any]:
     """The fields of a server event as a read-only mapping whose lookups cost what a dict's do.

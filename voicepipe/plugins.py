@@ -295,6 +295,18 @@ def check_hooks(pm: VoicepipePluginManager) -> None:
         raise UsageError("\n".join(problems))
 
 
+def release_plugin_manager(pm: pluggy.PluginManager) -> None:
+    """Let reference counting free ``pm``, and the plugin objects it holds, once its session has
+    ended and no hook is to be called any more (``pm.hook`` is empty afterwards).
+
+    Each of pluggy's hook callers refers back to its manager (its ``_hookexec`` is the manager's
+    bound method), so a manager would otherwise wait, with all it refers to, for a full garbage
+    collection; in a process serving many sessions such a collection stalls every caller's audio.
+    Emptying the hook relay drops the hook callers, and with them that cycle.
+    """
+    vars(pm.hook).clear()
+
+
 def configure_plugins(pm: VoicepipePluginManager, profile: Profile) -> None:
     """Call ``voicepipe_configure``, then check that the profile's function tools have an
     implementation; a plugin's ``UsageError`` stays a configuration error."""

@@ -66,6 +66,12 @@ class _Link:
         self.responding = False  # a response.created without its response.done yet
         self.last_event_at = 0.0  # loop time of the last server event
 
+    def forget_tasks(self) -> None:
+        """Once the link is torn down: a cancelled task keeps its exception, whose traceback holds
+        the task's frame, which holds this link (a cycle that would keep the connection for a full
+        garbage collection)."""
+        self.writer = self.reader = self.watchdog = self.stall_watch = None
+
 
 class SessionRunner:
     """Runs one session of ``profile`` with the plugins in ``pm``; :meth:`run` returns the exit code."""
@@ -185,6 +191,7 @@ class SessionRunner:
             return await self._run()
         finally:
             stop_listening()
+            self.pipeline.release()
 
     async def _run(self) -> int:
         from voicepipe.profile import build_request_session
@@ -392,6 +399,7 @@ class SessionRunner:
             self._enqueue(link.queue.get_nowait())
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(link.stack.aclose(), 2)
+        link.forget_tasks()
 
     async def _finish(self, link: Optional[_Link]) -> None:
         """End the session: stop reading, run the end hooks, send what they queued, close with 1000."""
@@ -419,6 +427,7 @@ class SessionRunner:
             await link.connection.close(code=1000)
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(link.stack.aclose(), 5)
+        link.forget_tasks()
 
     async def _read(self, link: _Link) -> None:
         from azure.ai.voicelive.aio import ConnectionClosed, ConnectionError

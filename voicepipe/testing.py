@@ -89,7 +89,7 @@ def run_profile(
 ) -> RunResult:
     """Run ``profile`` (against the embedded emulator unless ``emulator=False``) and report."""
     from voicepipe.logsetup import configure_logging, shutdown_logging
-    from voicepipe.plugins import configure_plugins, make_plugin_manager
+    from voicepipe.plugins import configure_plugins, make_plugin_manager, release_plugin_manager
     from voicepipe.profile import load_profile
     from voicepipe.runtime import SessionRunner
 
@@ -115,6 +115,7 @@ def run_profile(
     finally:
         result.reason = runner.stop_reason
         shutdown_logging()
+        release_plugin_manager(pm)
     return result
 
 

@@ -751,6 +751,9 @@ class AudioSession:
                     await self.output.close()
         except Exception as exc:  # never let the end of audio break the end of the session
             self.log.warning("audio_close_failed", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            if self.output is not None:  # its listeners are this session's methods: a reference cycle
+                self.output.on_playback = self.output.on_played = None
 
 
 # -- hooks -----------------------------------------------------------------------------------------

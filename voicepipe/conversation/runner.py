@@ -140,7 +140,7 @@ async def run_conversation(
     """Run ``conversation`` once and check it. Problems with the files raise :class:`UsageError`;
     a session that fails is a failed result, not an exception."""
     from voicepipe.logsetup import get_logger, session_log_file
-    from voicepipe.plugins import configure_plugins, load_plugin_set
+    from voicepipe.plugins import configure_plugins, load_plugin_set, release_plugin_manager
     from voicepipe.rundir import make_run_dir
     from voicepipe.runtime import SessionRunner
 
@@ -177,6 +177,7 @@ async def run_conversation(
             if "judge" in turn.expect:
                 checks.append(await _judge(pm, turn, record, conversation))
             result.turns.append(TurnResult(turn.index, turn.label, checks, record))
+        release_plugin_manager(pm)  # no hook is called any more
     result.seconds = time.monotonic() - started
     _write_results(result)
     if report:

@@ -152,6 +152,15 @@ class Connection:
                 writer.cancel()
             self.record.close_code = self.record.close_code or self.ws.close_code
             self.record.closed.set()
+            self._release()
+
+    def _release(self) -> None:
+        """The connection is over: drop what refers back to it (the handler table and the voice
+        detector hold its bound methods; the reader task, its last frame), so that reference
+        counting frees it once the server lets go, not a full garbage collection."""
+        self._handlers = {}
+        self._vad = None
+        self._reader = None
 
     async def _read(self) -> None:
         import aiohttp

@@ -36,6 +36,7 @@ Errors name the file and line: ``scenario.yaml:7: turns[1].usr: unknown key (did
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -163,6 +164,7 @@ class _LineList(list):
         self.lines: list[int] = []
 
 
+@functools.lru_cache(maxsize=None)  # one class: each class made is a reference cycle (its __mro__)
 def _loader():
     import yaml
 

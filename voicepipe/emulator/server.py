@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 import sys
+import weakref
 from typing import Optional, Union
 
 from voicepipe import eventloop
@@ -131,10 +132,9 @@ class Emulator:
 
         if self._runner is not None:
             return
-        app = web.Application()
-        for path in PATHS:
-            app.router.add_get(path, self._handle)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # aiohttp's low-level server, not an Application: with one route there is nothing for a
+        # router to do, and an Application is a reference cycle (its signals refer back to it)
+        runner = web.ServerRunner(web.Server(_handler_of(self), access_log=None), handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
         try:
@@ -214,6 +214,29 @@ class Emulator:
             self._live.discard(conn)
             log.info("connection #%s closed (code %s)", number, record.close_code)
         return ws
+
+
+def _handler_of(emulator: Emulator):
+    """The server's one handler: ``emulator._handle`` for a GET (or HEAD) of one of
+    :data:`PATHS`, 404 or 405 otherwise. It holds ``emulator`` weakly: aiohttp's server refers to
+    itself (a reference cycle), and what it holds strongly would wait for a full garbage collection
+    after the emulator has stopped (with the emulator embedded in each session, every connection
+    and conversation it served)."""
+    from aiohttp import web
+
+    emulator_ref = weakref.ref(emulator)
+
+    async def handle(request):
+        if request.path not in PATHS:
+            return web.Response(status=404, text="404: Not Found")
+        if request.method not in ("GET", "HEAD"):
+            return web.Response(status=405, text="405: Method Not Allowed", headers={"Allow": "GET,HEAD"})
+        emulator = emulator_ref()
+        if emulator is None:
+            return web.Response(status=503, text="The emulator is shutting down.")
+        return await emulator._handle(request)
+
+    return handle
 
 
 def serve(

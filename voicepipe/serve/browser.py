@@ -63,6 +63,7 @@ from aiohttp import WSMsgType, web
 import voicepipe
 from voicepipe.audio.base import AudioOutput, ItemPlayback
 from voicepipe.audio.pcm import SAMPLE_WIDTH
+from voicepipe.cycles import release_websocket
 from voicepipe.logsetup import get_logger
 from voicepipe.pipeline import event_fields
 from voicepipe.serve.transport import CallerInput, Transport
@@ -299,6 +300,13 @@ class BrowserTransport(Transport):
     # -- the end -------------------------------------------------------------------------------
 
     async def close(self, reason: str) -> None:
+        """The session has ended: say why, close the socket, then :meth:`release`."""
+        try:
+            await self._close(reason)
+        finally:
+            self.release()
+
+    async def _close(self, reason: str) -> None:
         if self._closing is None:
             self._closing = reason
             if not self.ws.closed:
@@ -321,6 +329,14 @@ class BrowserTransport(Transport):
                 await self.ws.close(code=1000, message=reason.encode()[:120])
         if self.problems:
             self.log.info("web_caller_problems", **self.problems)
+
+    def release(self) -> None:
+        """Once the call is over (its session ended, the socket closed): cut the references back to
+        this transport (from its output, its page plugin, its last sender task) and the socket's
+        own cycle, so that reference counting frees the call's objects, not a full collection."""
+        self.output.transport = self.plugin.transport = None
+        self._sender = None
+        release_websocket(self.ws)
 
 
 # -- the output: the page's played clock -------------------------------------------------------------

@@ -122,7 +122,7 @@ class SessionHost:
     async def run_session(self, served: ServedProfile, transport: Transport) -> int:
         """Run one session of ``served`` with ``transport`` as its audio; the exit code."""
         from voicepipe.logsetup import get_logger, session_log_file
-        from voicepipe.plugins import configure_plugins
+        from voicepipe.plugins import configure_plugins, release_plugin_manager
         from voicepipe.rundir import make_run_dir
         from voicepipe.runtime import SessionRunner
 
@@ -134,6 +134,7 @@ class SessionHost:
         if self.metrics is not None:
             self.metrics.session_started(served.name)
         reason = "error"
+        pm = None
         try:
             pm = served.plugins.manager()
             if transport.plugin is not None:
@@ -157,6 +158,8 @@ class SessionHost:
         finally:
             with contextlib.suppress(Exception):
                 await transport.close(reason)
+            if pm is not None:
+                release_plugin_manager(pm)
             served.active -= 1
             del self.sessions[live.number]
             self.counters.ended[reason] = self.counters.ended.get(reason, 0) + 1
