@@ -17,9 +17,9 @@ def release_websocket(ws: Any) -> None:
     reference back to it.
 
     With a heartbeat, aiohttp (3.14; since the heartbeat is reset on any data received) hands the
-    connection's protocol a callback, a bound method of the WebSocket, and never takes it back; the WebSocket refers to its protocol too,
-    so the pair and all they hold (request, transport, buffers, the client's HTTP session) form a
-    cycle.
+    connection's protocol a callback, a bound method of the WebSocket, and never takes it back;
+    the WebSocket refers to its protocol too, so the pair and all they hold (request, transport,
+    buffers, the client's HTTP session) form a cycle.
     """
     for owner in (getattr(ws, "_response", None), getattr(ws, "_req", None)):
         protocol = getattr(owner, "_protocol", None)
