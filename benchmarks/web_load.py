@@ -189,8 +189,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         measure_added_latency(args.latency_sessions, args.window)
     held: dict[int, int] = {}
     for workers in counts:
+        print(f"reference loop before {workers} worker(s): {_reference_ms():.0f} ms (the machine's speed now;"
+              " the same loop slower later means the host slowed down between the measurements)", flush=True)
         start = max(held.values(), default=0)  # more workers hold at least what fewer held: verified, not assumed
         held[workers] = load_steps([n for n in steps if n >= start] or steps[-1:], args.window, workers, args.emulator)
+    print(f"reference loop after: {_reference_ms():.0f} ms", flush=True)
     one = held[counts[0]]
     for workers in counts[1:]:
         ratio = f"{held[workers] / one:.2f}x" if one else "n/a"
@@ -312,6 +315,17 @@ def load_steps(steps: list[int], window: float, workers: int, emulator: str) -> 
     print(f"held: {best} callers at real-time pacing by {workers} serving process{'es' if workers > 1 else ''}"
           f" (emulator: {emulator})", flush=True)
     return best
+
+
+def _reference_ms() -> float:
+    """CPU time of a fixed pure-Python loop, the best of three: a yardstick for drift."""
+    best = float("inf")
+    for _ in range(3):
+        start, total = time.process_time(), 0
+        for i in range(2_000_000):
+            total += i
+        best = min(best, time.process_time() - start)
+    return best * 1000
 
 
 def _tree_cpu(pid: int) -> dict[int, float]:
