@@ -20,11 +20,21 @@ def release_websocket(ws: Any) -> None:
     connection's protocol a callback, a bound method of the WebSocket, and never takes it back;
     the WebSocket refers to its protocol too, so the pair and all they hold (request, transport,
     buffers, the client's HTTP session) form a cycle.
+
+    A close that failed (the peer had gone: "Cannot write to closing transport") is kept as
+    ``ws.exception()``, whose traceback holds the frame of ``ws.close``, which holds ``ws``: the
+    exception stays, without its traceback.
     """
     for owner in (getattr(ws, "_response", None), getattr(ws, "_req", None)):
         protocol = getattr(owner, "_protocol", None)
         if getattr(protocol, "_data_received_cb", None) is not None:
             protocol._data_received_cb = None
+    exc = getattr(ws, "_exception", None)
+    seen = 0
+    while isinstance(exc, BaseException) and seen < 10:  # and what it was raised while handling
+        exc.__traceback__ = None
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
 
 
 def release_sdk_connection(connection: Any) -> None:

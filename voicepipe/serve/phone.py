@@ -35,6 +35,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 import voicepipe
 from voicepipe.audio.base import AudioOutput, ItemPlayback
 from voicepipe.audio.pcm import SAMPLE_WIDTH, g711_decode
+from voicepipe.cycles import release_websocket
 from voicepipe.serve.transport import MAX_PENDING_S, CallerInput, Transport
 
 #: where the phone service reaches this server (``https://voice.example.com``); without it the
@@ -714,14 +715,26 @@ class PhoneTransport(Transport):
             self.output.hang_up()
 
     async def close(self, reason: str) -> None:
+        """The session has ended: send what is queued, close the socket, then :meth:`release`."""
         if self._closed:
             return
         self._closed = True
-        self.output.hang_up()
-        await self.outbox.close()
-        if not self.ws.closed:
-            await self.ws.close(code=WSCloseCode.OK if reason != "caller_error" else WSCloseCode.POLICY_VIOLATION,
-                                message=reason.encode()[:100])
+        try:
+            self.output.hang_up()
+            await self.outbox.close()
+            if not self.ws.closed:
+                await self.ws.close(code=WSCloseCode.OK if reason != "caller_error" else WSCloseCode.POLICY_VIOLATION,
+                                    message=reason.encode()[:100])
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        """Once the call is over (its session ended, the socket closed): cut the reference back to
+        this transport from its plugin, and the socket's own cycle (a close that failed because the
+        caller had gone, Twilio's case after its ``stop``), so that reference counting frees the
+        call's objects, not a full collection."""
+        self.plugin.transport = None
+        release_websocket(self.ws)
 
     def metrics_section(self) -> dict:
         section = {"kind": self.kind, **TransportPlugin.summary(self.latency)}
