@@ -12,8 +12,10 @@ does. Per step, after all N are connected and settled, a window is measured:
   itself could not keep up: a limit of the test, reported as such).
 
 A step passes with no late frame and no failed caller; steps rise until one fails. One
-`voicepipe serve` runs through all the steps of a worker count (warm, as in production); each
-step reports every process's share of a core over its window.
+`voicepipe serve` per worker count runs through all the steps (warm, as in production); with
+several counts the servers are up side by side and each step loads them one after the other, so
+that a host whose speed drifts weighs on every count alike. Each step reports every process's
+share of a core over its window.
 
 The added latency of the transport: the server's probe plugin (:mod:`benchmarks.web_probe`) stamps
 each assistant delta as the first hook sees it; the client stamps the frame holding the same bytes
@@ -22,6 +24,7 @@ when its socket delivers it; both on the machine's monotonic clock.
     python -m benchmarks.web_load                          # emulator process + one server + client
     python -m benchmarks.web_load --workers 1,2 --steps 100,120,140,160,180,200,220,240 --window 10
     python -m benchmarks.web_load --workers 1,2 --emulator embedded ...   # emulator in each server
+    python -m benchmarks.web_load --workers 1,2 --emulator embedded --rounds 3 ...  # three ratios, their median
     python -m benchmarks.web_load --url ws://127.0.0.1:8080/web-demo/ws   # a server started by hand
 
 With ``--url`` the client only loads the given media endpoints (round robin), for a server on
@@ -36,6 +39,7 @@ import asyncio
 import contextlib
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -162,7 +166,10 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="callers whose deltas time the transport's added latency first (0: skip it)")
     parser.add_argument("--workers", default="1",
                         help="serving processes (`voicepipe serve --workers N`); a list such as 1,2 measures each "
-                             "in turn and prints the ratio of what they held")
+                             "side by side (one server per count, loaded in turn at every step, so that a host "
+                             "whose speed drifts weighs on all of them alike) and prints the ratio of what they held")
+    parser.add_argument("--rounds", type=int, default=1, help="repeat the whole measurement; with --workers 1,2 "
+                        "each round's ratio and their median are printed")
     parser.add_argument("--emulator", choices=("process", "embedded"), default="process",
                         help="the emulator in one process of its own (default), or embedded in each serving "
                              "process, as `endpoint: emulator` profiles run it")
@@ -172,6 +179,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
     try:
         steps = [int(n) for n in args.steps.split(",") if n]
+        if not steps or min(steps) < 1:
+            raise ValueError
     except ValueError:
         parser.error(f"--steps {args.steps}: give numbers of callers such as 100,120,140")
     if args.url:
@@ -183,21 +192,33 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
     try:
         counts = sorted({int(n) for n in args.workers.split(",") if n})
+        if not counts or counts[0] < 1:
+            raise ValueError
     except ValueError:
         parser.error(f"--workers {args.workers}: give a number or a list such as 1,2")
+    if args.rounds < 1:
+        parser.error(f"--rounds {args.rounds}: give 1 or more")
     if args.latency_sessions:
         measure_added_latency(args.latency_sessions, args.window)
-    held: dict[int, int] = {}
-    for workers in counts:
-        print(f"reference loop before {workers} worker(s): {_reference_ms():.0f} ms (the machine's speed now;"
-              " the same loop slower later means the host slowed down between the measurements)", flush=True)
-        start = max(held.values(), default=0)  # more workers hold at least what fewer held: verified, not assumed
-        held[workers] = load_steps([n for n in steps if n >= start] or steps[-1:], args.window, workers, args.emulator)
-    print(f"reference loop after: {_reference_ms():.0f} ms", flush=True)
-    one = held[counts[0]]
-    for workers in counts[1:]:
-        ratio = f"{held[workers] / one:.2f}x" if one else "n/a"
-        print(f"{workers} workers / {counts[0]}: {held[workers]} / {one} callers = {ratio} (goal >= 1.6x for 2 / 1)")
+    ratios = []
+    for round_number in range(1, args.rounds + 1):
+        if args.rounds > 1:
+            print(f"round {round_number} of {args.rounds}", flush=True)
+        print(f"reference loop before: {_reference_ms():.0f} ms (the machine's speed now; the same loop slower"
+              " later means the host slowed down during the measurement)", flush=True)
+        held = load_steps(steps, args.window, counts, args.emulator)
+        print(f"reference loop after: {_reference_ms():.0f} ms", flush=True)
+        one = held[counts[0]]
+        for workers in counts[1:]:
+            ratio = held[workers] / one if one else None
+            if workers == 2 and counts[0] == 1 and ratio is not None:
+                ratios.append(ratio)
+            shown = f"{ratio:.2f}x" if ratio is not None else "n/a"
+            print(f"{workers} workers / {counts[0]}: {held[workers]} / {one} callers = {shown}"
+                  " (goal >= 1.6x for 2 / 1)", flush=True)
+    if len(ratios) > 1:
+        print(f"2 workers / 1 over {len(ratios)} rounds: {', '.join(f'{r:.2f}' for r in ratios)};"
+              f" median {statistics.median(ratios):.2f}x (goal >= 1.6x)", flush=True)
     return 0
 
 
@@ -283,38 +304,56 @@ def _wait_idle(port: int) -> None:
     raise RuntimeError("the last step's sessions did not end in 30 s")
 
 
-def load_steps(steps: list[int], window: float, workers: int, emulator: str) -> int:
-    """The steps, rising, against one warm `voicepipe serve [--workers N]`; the most callers held.
+def load_steps(steps: list[int], window: float, counts: list[int], emulator: str) -> dict[int, int]:
+    """The steps, rising, against one warm `voicepipe serve [--workers N]` per worker count; for each
+    count, the most callers held.
 
-    The server runs through all the steps, as one in production would: a step measures what it
-    holds once warm, not its first seconds (imports on a first session, allocator growth)."""
+    The servers run through all the steps, as one in production would: a step measures what it
+    holds once warm, not its first seconds (imports on a first session, allocator growth). They
+    are up side by side and at every step loaded one after the other (the idle ones cost nothing),
+    so that a ratio compares measurements minutes apart, not a whole ladder apart."""
     from benchmarks.harness import benchmark_key, write_profile
 
-    best = 0
+    best = dict.fromkeys(counts, 0)
     with tempfile.TemporaryDirectory(prefix="voicepipe-web-load-") as tmp, benchmark_key(), \
-            _endpoint(Path(tmp), emulator) as (connection, emulator_cpu):
+            _endpoint(Path(tmp), emulator) as (connection, emulator_cpu), contextlib.ExitStack() as stack:
         profile = write_profile(Path(tmp) / "profile", connection["endpoint"],
                                 {"input": {"backend": "web"}, "output": {"backend": "web"}},
                                 connection=connection, serve={"max_sessions": 1000}, metrics={"table": False})
-        with _serving(profile, workers, Path(tmp) / "runs") as (proc, port):
-            def cpu() -> dict[str, float]:
-                seconds = {f"server {pid}": value for pid, value in _tree_cpu(proc.pid).items()}
-                return {**seconds, "emulator": emulator_cpu(), "load client": time.process_time()}
-
-            for n in steps:
-                _wait_idle(port)
-                step = eventloop.run(run_step([f"ws://127.0.0.1:{port}/benchmark/ws"], n, window, cpu=cpu))
-                servers = sorted((share for name, share in step.cpu.items() if name.startswith("server")), reverse=True)
+        servers = {workers: stack.enter_context(_serving(profile, workers, Path(tmp) / f"runs-{workers}"))
+                   for workers in counts}
+        climbing = list(counts)
+        for n in steps:
+            for workers in list(climbing):
+                proc, port = servers[workers]
+                step = _load_one(proc, port, n, window, emulator_cpu)
+                servers_cpu = sorted((share for name, share in step.cpu.items() if name.startswith("server")),
+                                     reverse=True)
                 emulator_share = f"emulator {step.cpu['emulator']:.0f}%" if emulator == "process" else "emulator in them"
                 print(f"{workers} worker{'s' if workers > 1 else ''}, {describe(step)}; CPU in the window: servers "
-                      f"{'+'.join(f'{x:.0f}%' for x in servers if x >= 0.5)}, {emulator_share}, "
+                      f"{'+'.join(f'{x:.0f}%' for x in servers_cpu if x >= 0.5)}, {emulator_share}, "
                       f"load client {step.cpu['load client']:.0f}%", flush=True)
                 if step.late_frames or step.failed:
-                    break
-                best = n
-    print(f"held: {best} callers at real-time pacing by {workers} serving process{'es' if workers > 1 else ''}"
-          f" (emulator: {emulator})", flush=True)
+                    climbing.remove(workers)
+                else:
+                    best[workers] = n
+            if not climbing:
+                break
+    for workers in counts:
+        print(f"held: {best[workers]} callers at real-time pacing by {workers} serving "
+              f"process{'es' if workers > 1 else ''} (emulator: {emulator})", flush=True)
     return best
+
+
+def _load_one(proc: subprocess.Popen, port: int, sessions: int, window: float,
+              emulator_cpu: Callable[[], float]) -> Step:
+    """One step against one idle server, CPU per process measured over its window."""
+    def cpu() -> dict[str, float]:
+        seconds = {f"server {pid}": value for pid, value in _tree_cpu(proc.pid).items()}
+        return {**seconds, "emulator": emulator_cpu(), "load client": time.process_time()}
+
+    _wait_idle(port)
+    return eventloop.run(run_step([f"ws://127.0.0.1:{port}/benchmark/ws"], sessions, window, cpu=cpu))
 
 
 def _reference_ms() -> float:
