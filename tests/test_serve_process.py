@@ -4,10 +4,12 @@ several workers under gunicorn (answering together, a killed one replaced), and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -196,6 +198,51 @@ def test_two_workers_share_the_port_a_killed_one_is_replaced_and_sigterm_drains(
     assert _ending(server.runs) == "server_draining"
 
 
+def _tcp_sockets(pid: int, port: int) -> dict[str, int]:
+    """How many of a process's TCP sockets on local ``port`` are listening / established."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(target[8:-1])
+    found = {"listening": 0, "established": 0}
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
+                state = {"0A": "listening", "01": "established"}.get(fields[3])
+                if state:
+                    found[state] += 1
+    return found
+
+
+def test_each_worker_listens_on_the_port_itself_and_callers_spread_over_them(server_at):
+    """One socket shared by all hands connections to the worker that waited last; a socket per
+    worker (SO_REUSEPORT) lets the kernel spread them."""
+    pytest.importorskip("gunicorn")
+    if not sys.platform.startswith("linux"):
+        pytest.skip("SO_REUSEPORT spreads connections on Linux only")
+    server = server_at("--workers", "2", "--max-sessions", "3")
+    port = int(server.base.rsplit(":", 1)[1])
+    asyncio.run(_until(lambda: server.metric("voicepipe_serve_session_capacity") == 6.0, "both workers up"))
+    workers = sorted(server.children())
+    assert len(workers) == 2
+    assert [_tcp_sockets(pid, port)["listening"] for pid in workers] == [1, 1]
+    assert _tcp_sockets(server.proc.pid, port)["listening"] == 0  # the master holds the port, not a queue
+
+    callers = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
+    try:
+        def both_took_theirs() -> bool:
+            held = [_tcp_sockets(pid, port)["established"] for pid in workers]
+            return sum(held) == 40 and min(held) >= 8  # binomial(40, 1/2) is below 8 once in 10^5
+
+        asyncio.run(_until(both_took_theirs, "both workers accept callers, at least 8 of 40 each"))
+    finally:
+        for each in callers:
+            each.close()
+
+
 def test_the_token_admits_a_caller_and_appears_in_no_log_or_file(server_at):
     token = "tok-" + "7" * 40
     server = server_at("--set", "logging.file_level=DEBUG", env={"VOICEPIPE_SERVE_TOKEN": token})
@@ -266,17 +313,50 @@ def test_serve_help_explains_the_token_and_the_signals(capsys):
         assert words in out
 
 
-def test_a_port_in_use_is_a_one_line_usage_error(capsys, monkeypatch):
-    import socket
-
+@pytest.mark.parametrize("holder", ["listening", "listening, SO_REUSEPORT", "bound, SO_REUSEPORT"])
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_a_one_line_usage_error(capsys, monkeypatch, holder, workers):
+    """Whoever holds the port, one process or several: another server of ``reuse_port`` sockets
+    would otherwise share the callers silently."""
     from voicepipe.serve.app import TRANSPORT_ROUTES
 
+    if workers != "1":
+        pytest.importorskip("gunicorn")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     monkeypatch.setitem(TRANSPORT_ROUTES, "web", "serve_socket_transport")
 
     with socket.socket() as taken:
+        if "SO_REUSEPORT" in holder:
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         taken.bind(("127.0.0.1", 0))
-        taken.listen()
+        if holder.startswith("listening"):
+            taken.listen()
         port = taken.getsockname()[1]
-        message = _one_line_error(capsys, "serve", str(DEMO), "--port", str(port))
+        message = _one_line_error(capsys, "serve", str(DEMO), "--port", str(port), "--workers", workers)
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ  # the temporary metrics folder is gone, and with it the setting
     assert message.startswith(f"voicepipe: cannot listen on 127.0.0.1:{port}: ")
     assert message.endswith("(choose another --host/--port)")
+
+@pytest.mark.parametrize("spread", [True, False])
+def test_workers_listen_on_one_chosen_port_with_or_without_the_kernel_spreading(monkeypatch, spread):
+    """``--port 0`` is one free port for every worker; without SO_REUSEPORT's spreading (not Linux)
+    gunicorn's master listens and its workers share the socket, as before."""
+    pytest.importorskip("gunicorn")
+    from voicepipe.serve import workers
+    from voicepipe.serve.server import ServeOptions
+
+    monkeypatch.setattr(workers, "SPREAD_BY_KERNEL", spread)
+    application = workers.WorkersApplication(ServeOptions([str(DEMO)], port=0, workers=2), 1.0, lambda port: None)
+    try:
+        assert application.port > 0
+        assert application.cfg.bind == [f"127.0.0.1:{application.port}"]
+        assert application.cfg.reuse_port is spread
+        assert (application.reserved is not None) is spread
+        if spread:  # held, so another server cannot take it; joinable by the workers' sockets
+            assert application.reserved.getsockname()[1] == application.port
+            with socket.socket() as joiner:
+                joiner.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                joiner.bind(("127.0.0.1", application.port))
+    finally:
+        if application.reserved is not None:
+            application.reserved.close()

@@ -548,9 +548,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     finally:
         shutdown_logging()
         if temporary_metrics is not None:
-            import shutil
+            from voicepipe.serve.metrics import remove_metrics_folder
 
-            shutil.rmtree(temporary_metrics, ignore_errors=True)
+            remove_metrics_folder(temporary_metrics)
 
 
 def cmd_devices(args: argparse.Namespace) -> int:

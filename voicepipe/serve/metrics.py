@@ -122,6 +122,15 @@ def metrics_folder() -> tuple[Path, bool]:
     return folder, True
 
 
+def remove_metrics_folder(folder: Path) -> None:
+    """The temporary folder of :func:`metrics_folder` removed, and taken out of the environment."""
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+    if os.environ.get(MULTIPROC_ENV) == str(folder):
+        del os.environ[MULTIPROC_ENV]
+
+
 def mark_process_dead(pid: int) -> None:
     """Forget a worker that exited (its live gauges stop counting); multiprocess mode only."""
     if os.environ.get(MULTIPROC_ENV):

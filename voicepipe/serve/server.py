@@ -83,6 +83,10 @@ def describe(host: SessionHost, guard: Guard, bind: str, port: int) -> list[str]
     return lines
 
 
+def cannot_listen(host: str, port: int, exc: OSError) -> UsageError:
+    return UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc} (choose another --host/--port)")
+
+
 async def serve(host: SessionHost, guard: Guard, bind: str, port: int, announce: Callable[[int], None]) -> int:
     """Serve until signalled; the exit code (0 drained, 130 ended at once by a second signal)."""
     from aiohttp import web
@@ -97,7 +101,7 @@ async def serve(host: SessionHost, guard: Guard, bind: str, port: int, announce:
         try:
             await site.start()
         except OSError as exc:
-            raise UsageError(f"cannot listen on {bind}:{port}: {exc.strerror or exc} (choose another --host/--port)") from None
+            raise cannot_listen(bind, port, exc) from None
         server = getattr(site, "_server", None)
         sockets = getattr(server, "sockets", None) or ()
         announce(sockets[0].getsockname()[1] if sockets else port)

@@ -1,8 +1,16 @@
 """``voicepipe serve --workers N``: N processes on one port under gunicorn (extra
 ``voicepipe-live[serve]``), each an aiohttp worker running its own :class:`SessionHost`.
 
-gunicorn's master binds the port, forks the workers (they share the listening socket) and replaces
-one that dies. SIGTERM to the master drains every worker (:class:`DrainingWorker`: ``/readyz``
+gunicorn's master forks the workers and replaces one that dies. On Linux each worker listens on
+the port with a socket of its own (gunicorn's ``reuse_port``: ``SO_REUSEPORT``) and the kernel
+spreads connections over them by a hash of their addresses. On one socket shared by all, Linux
+hands a connection to the worker that began waiting last, so the busiest worker takes most callers
+until it is full ("Why does one NGINX worker take all the load?", Cloudflare, 2017): at 60
+browser callers one worker had twice the other's share and stalled first. The master holds the
+port bound, not listening, so that ``--port 0`` means one port for all and another server's
+socket on it is a usage error, not a silent sharer.
+
+SIGTERM to the master drains every worker (:class:`DrainingWorker`: ``/readyz``
 503, then sessions run up to ``serve.drain_timeout_s``); Ctrl+C does the same, and a second Ctrl+C
 (or SIGQUIT) ends the sessions at once. ``/metrics`` reads every worker's values from
 ``PROMETHEUS_MULTIPROC_DIR`` (a fresh temporary folder unless set), so any worker answers for all.
@@ -14,6 +22,8 @@ import asyncio
 import contextlib
 import math
 import signal
+import socket
+import sys
 from typing import Any, Callable, Optional
 
 from aiohttp.worker import GunicornWebWorker
@@ -23,7 +33,11 @@ from gunicorn.arbiter import Arbiter
 from gunicorn.workers.base import Worker
 
 from voicepipe import eventloop
-from voicepipe.serve.server import END_NOW_TIMEOUT_S, ServeOptions, make_host
+from voicepipe.serve.server import END_NOW_TIMEOUT_S, ServeOptions, cannot_listen, make_host
+
+#: each worker listens with a socket of its own and the kernel spreads connections over them: Linux's
+#: ``SO_REUSEPORT`` (BSD's and macOS's give a port's connections to one of the sockets)
+SPREAD_BY_KERNEL = sys.platform.startswith("linux")
 
 #: how much longer than the longest drain the master waits before it kills a worker
 GRACE_MARGIN_S = 15.0
@@ -110,6 +124,8 @@ class WorkersApplication(BaseApplication):
     """gunicorn, configured from the command line's options instead of its own."""
 
     def __init__(self, options: ServeOptions, drain_timeout_s: float, announce: Callable[[int], None]):
+        self.port = free_port(options.host, options.port)
+        self.reserved = reserve_port(options.host, self.port) if SPREAD_BY_KERNEL else None
         self.options = options
         self.drain_timeout_s = drain_timeout_s
         self.announce = announce
@@ -118,7 +134,7 @@ class WorkersApplication(BaseApplication):
     def load_config(self) -> None:
         bind = f"[{self.options.host}]" if ":" in self.options.host else self.options.host
         settings = {
-            "bind": [f"{bind}:{self.options.port}"],
+            "bind": [f"{bind}:{self.port}"],
             "workers": self.options.workers,
             "worker_class": DrainingWorker,
             "graceful_timeout": math.ceil(self.drain_timeout_s + GRACE_MARGIN_S),
@@ -127,16 +143,27 @@ class WorkersApplication(BaseApplication):
             "accesslog": None,
             "loglevel": "warning",
             "control_socket_disable": True,
+            "reuse_port": SPREAD_BY_KERNEL,
             "child_exit": _child_exit,
             "when_ready": self._ready,
+            "post_fork": self._forked,
         }
         for key, value in settings.items():
             if key in self.cfg.settings:
                 self.cfg.set(key, value)
 
     def _ready(self, arbiter: Any) -> None:
-        ports = [listener.sock.getsockname()[1] for listener in arbiter.LISTENERS]
-        self.announce(ports[0] if ports else self.options.port)
+        """The master is up; where it listens itself (one socket shared by the workers), it says where."""
+        if arbiter.LISTENERS:
+            self.announce(arbiter.LISTENERS[0].sock.getsockname()[1])
+
+    def _forked(self, arbiter: Any, worker: Any) -> None:
+        """In a new worker, its own socket listening: the first one spawned says where the server
+        is (callers who come now wait in its backlog, not refused)."""
+        if self.reserved is not None:
+            self.reserved.close()
+            if worker.age == 1:
+                self.announce(self.port)
 
     def load(self) -> Callable:
         options = self.options
@@ -151,7 +178,42 @@ class WorkersApplication(BaseApplication):
         return application
 
     def run(self) -> None:
-        _Arbiter(self).run()
+        try:
+            _Arbiter(self).run()
+        finally:
+            if self.reserved is not None:
+                self.reserved.close()
+
+
+def free_port(host: str, port: int) -> int:
+    """``port`` (0: a free one) if nothing holds it on ``host``; a usage error if anything does.
+
+    The bind has no ``SO_REUSEPORT``, so that it fails on any socket there, another ``reuse_port``
+    server's included."""
+    try:
+        with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+            return probe.getsockname()[1]
+    except OSError as exc:
+        raise cannot_listen(host, port, exc) from None
+
+
+def reserve_port(host: str, port: int) -> socket.socket:
+    """``host:port`` bound, not listening, with ``SO_REUSEPORT``: the workers' sockets join it."""
+    reserved = socket.socket(_family(host), socket.SOCK_STREAM)
+    try:
+        reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        reserved.bind((host, port))
+    except OSError as exc:
+        reserved.close()
+        raise cannot_listen(host, port, exc) from None
+    return reserved
+
+
+def _family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
 
 
 def _child_exit(arbiter: Any, worker: Any) -> None:
