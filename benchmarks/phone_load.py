@@ -6,9 +6,11 @@ question once and stays on the line in silence until it hangs up.
 
 The far ends run in a child process, so the server's CPU time (``time.process_time``: the
 sessions, the transports, the embedded emulator) is what is compared. It also reports the
-transport's own latency from each call's ``metrics.json`` (``transport`` section).
+transport's own latency from each call's ``metrics.json`` (``transport`` section). The two kinds
+are measured in turn, ``--rounds`` pairs of them with the order swapped each time, and the ratio
+is the median of the pairs'.
 
-    .venv/bin/python -m benchmarks.phone_load [--calls 10] [--seconds 15]
+    .venv/bin/python -m benchmarks.phone_load [--calls 10] [--seconds 15] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -105,9 +107,12 @@ def _latency(log_dir: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.phone_load", description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=10)
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="pairs measured, the two kinds in turn (first one, then the other first): the "
+                             "ratio is their median, so that a host whose speed drifts weighs on both alike")
     parser.add_argument("--far-ends")
     parser.add_argument("--kind", default="twilio", choices=("twilio", "web"))
     args = parser.parse_args()
@@ -115,28 +120,41 @@ def main() -> None:
         far_ends = _far_ends if args.kind == "twilio" else _browser_far_ends
         eventloop.run(far_ends(args.far_ends, args.calls, args.seconds))
         return
+    for name in ("calls", "seconds", "rounds"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name} {getattr(args, name)}: give a number above 0")
     from voicepipe.logsetup import configure_logging, shutdown_logging
 
     os.environ["TWILIO_AUTH_TOKEN"] = AUTH_TOKEN
     configure_logging(None, console_level="ERROR", session_files=True)
+    per = args.calls * args.seconds
+    pairs: list[dict[str, float]] = []
     try:
         with tempfile.TemporaryDirectory() as warm_dir:  # imports, the emulator's voice, first calls
             eventloop.run(_served_cpu("web", 1, 3.0, warm_dir))
             eventloop.run(_served_cpu("twilio", 1, 3.0, warm_dir))
-        with tempfile.TemporaryDirectory() as phones_dir, tempfile.TemporaryDirectory() as base_dir:
-            baseline = eventloop.run(_served_cpu("web", args.calls, args.seconds, base_dir))
-            phones = eventloop.run(_served_cpu("twilio", args.calls, args.seconds, phones_dir))
+        with tempfile.TemporaryDirectory() as phones_dir:
+            for number in range(args.rounds):
+                pair = {}
+                for kind in ("web", "twilio") if number % 2 == 0 else ("twilio", "web"):
+                    with tempfile.TemporaryDirectory() as web_dir:
+                        log_dir = phones_dir if kind == "twilio" else web_dir
+                        pair[kind] = eventloop.run(_served_cpu(kind, args.calls, args.seconds, log_dir)) / per * 1000
+                pairs.append(pair)
+                print(f"round {number + 1}: {pair['twilio']:.1f} ms CPU per call-second vs {pair['web']:.1f}, "
+                      f"ratio {pair['twilio'] / pair['web']:.2f}", flush=True)
             latency = _latency(phones_dir)
     finally:
         shutdown_logging()
-    per = args.calls * args.seconds
-    ratio = phones / baseline
+    ratios = [pair["twilio"] / pair["web"] for pair in pairs]
+    ratio = statistics.median(ratios)
+    phones, baseline = (statistics.median(pair[kind] for pair in pairs) for kind in ("twilio", "web"))
     inbound, outbound = latency["socket_in_to_append_ms"], latency["delta_to_socket_out_ms"]
     print(f"| phone load | {args.calls} Twilio calls x {args.seconds:g} s at real time (mu-law 8 kHz <-> 24 kHz) "
-          f"vs {args.calls} browser callers (the page's protocol, PCM16 24 kHz, receipts) | "
-          f"{phones / per * 1000:.1f} ms CPU per call-second vs "
-          f"{baseline / per * 1000:.1f}; transport latency socket in -> append p50 {inbound[0]} ms, p99 {inbound[1]} ms; "
-          f"delta -> socket out p50 {outbound[0]} ms, p99 {outbound[1]} ms | {ratio:.2f} | ratio <= {GOAL} | "
+          f"vs {args.calls} browser callers (the page's protocol, PCM16 24 kHz, receipts), {args.rounds} pairs | "
+          f"{phones:.1f} ms CPU per call-second vs {baseline:.1f} (medians); transport latency socket in -> append "
+          f"p50 {inbound[0]} ms, p99 {inbound[1]} ms; delta -> socket out p50 {outbound[0]} ms, p99 {outbound[1]} ms | "
+          f"{ratio:.2f} (median of {', '.join(f'{r:.2f}' for r in ratios)}) | ratio <= {GOAL} | "
           f"{'yes' if ratio <= GOAL else 'NO'} |")
 
 
