@@ -180,14 +180,18 @@ class FarEnd:
     async def send_audio(self, frame: bytes) -> None:
         raise NotImplementedError
 
-    async def hang_up(self) -> None:
-        for task in self._tasks:
+    def _cancel_tasks(self) -> None:
+        """Cancelled and forgotten: a cancelled task keeps its coroutine's frame, which holds this far end."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
+
+    async def hang_up(self) -> None:
+        self._cancel_tasks()
         await self.ws.close()
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
+        self._cancel_tasks()
         with contextlib.suppress(Exception):
             await self.ws.close()
 
