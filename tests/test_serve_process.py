@@ -337,6 +337,7 @@ def test_a_port_in_use_is_a_one_line_usage_error(capsys, monkeypatch, holder, wo
     assert message.startswith(f"voicepipe: cannot listen on 127.0.0.1:{port}: ")
     assert message.endswith("(choose another --host/--port)")
 
+
 @pytest.mark.parametrize("spread", [True, False])
 def test_workers_listen_on_one_chosen_port_with_or_without_the_kernel_spreading(monkeypatch, spread):
     """``--port 0`` is one free port for every worker; without SO_REUSEPORT's spreading (not Linux)

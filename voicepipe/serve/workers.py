@@ -153,7 +153,7 @@ class WorkersApplication(BaseApplication):
                 self.cfg.set(key, value)
 
     def _ready(self, arbiter: Any) -> None:
-        """The master is up; where it listens itself (one socket shared by the workers), it says where."""
+        """The master is up: if it listens itself (one socket shared by the workers), it says where."""
         if arbiter.LISTENERS:
             self.announce(arbiter.LISTENERS[0].sock.getsockname()[1])
 
@@ -190,30 +190,26 @@ def free_port(host: str, port: int) -> int:
 
     The bind has no ``SO_REUSEPORT``, so that it fails on any socket there, another ``reuse_port``
     server's included."""
-    try:
-        with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            probe.bind((host, port))
-            return probe.getsockname()[1]
-    except OSError as exc:
-        raise cannot_listen(host, port, exc) from None
+    with _bound(host, port, reuse_port=False) as probe:
+        return probe.getsockname()[1]
 
 
 def reserve_port(host: str, port: int) -> socket.socket:
     """``host:port`` bound, not listening, with ``SO_REUSEPORT``: the workers' sockets join it."""
-    reserved = socket.socket(_family(host), socket.SOCK_STREAM)
+    return _bound(host, port, reuse_port=True)
+
+
+def _bound(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
-        reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        reserved.bind((host, port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
     except OSError as exc:
-        reserved.close()
+        sock.close()
         raise cannot_listen(host, port, exc) from None
-    return reserved
-
-
-def _family(host: str) -> int:
-    return socket.AF_INET6 if ":" in host else socket.AF_INET
+    return sock
 
 
 def _child_exit(arbiter: Any, worker: Any) -> None:
